@@ -1,0 +1,1 @@
+"""The Dovecot auth responder: dict protocol front end over a protocol-neutral account core."""

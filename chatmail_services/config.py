@@ -1,0 +1,354 @@
+"""The one configuration file, `/etc/chatmail/chatmail.ini`, read once at start.
+
+`[chatmail]` holds what all services share; `[auth]`, `[milter]` and `[expire]` hold one
+service each. Every option has a default (see `docs/configuration.md`). A bad value raises
+`ConfigError` with one line naming the file, the key and what is wrong; the command-line
+front ends turn it into exit status 78 (EX_CONFIG). Unknown keys become warnings.
+"""
+
+from __future__ import annotations
+
+import configparser
+import os
+import re
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+DEFAULT_CONFIG_PATH = "/etc/chatmail/chatmail.ini"
+CONFIG_ENV = "CHATMAIL_CONFIG"
+EX_CONFIG = 78
+
+_SIZE_RE = re.compile(r"^\s*(\d+)\s*([kKmMgGtT]?)[bB]?\s*$")
+_SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+_DOMAIN_RE = re.compile(
+    r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$"
+)
+
+
+class ConfigError(Exception):
+    """A configuration value is unusable; the message is one line for the admin."""
+
+
+# -- value parsers: each takes the raw string and returns the value or raises ValueError --
+
+
+def parse_size(text: str) -> int:
+    """Parse a byte size: a number with an optional K/M/G/T suffix (powers of 1024)."""
+    match = _SIZE_RE.match(text)
+    if not match:
+        raise ValueError(f"not a size (a number with optional K, M, G or T suffix): {text!r}")
+    number, unit = match.groups()
+    return int(number) * _SIZE_UNITS[unit.lower()]
+
+
+def _int_range(lo: int | None = None, hi: int | None = None) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text.strip())
+        except ValueError:
+            raise ValueError(f"not a whole number: {text!r}") from None
+        if lo is not None and value < lo:
+            raise ValueError(f"must be at least {lo}, got {value}")
+        if hi is not None and value > hi:
+            raise ValueError(f"must be at most {hi}, got {value}")
+        return value
+
+    return parse
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text.strip())
+    except ValueError:
+        raise ValueError(f"not a number: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise ValueError(f"must be a positive number, got {text.strip()!r}")
+    return value
+
+
+def _size(text: str) -> int:
+    return parse_size(text)
+
+
+def _positive_size(text: str) -> int:
+    value = parse_size(text)
+    if value <= 0:
+        raise ValueError("must be larger than 0")
+    return value
+
+
+def _abs_path(text: str) -> str:
+    value = text.strip()
+    if not value.startswith("/"):
+        raise ValueError(f"must be an absolute path, got {value!r}")
+    if "\0" in value:
+        raise ValueError("must not contain a NUL byte")
+    return os.path.normpath(value)
+
+
+def _optional_abs_path(text: str) -> str:
+    return _abs_path(text) if text.strip() else ""
+
+
+def _domain(text: str) -> str:
+    value = text.strip().lower()
+    if not _DOMAIN_RE.match(value):
+        raise ValueError(f"not a valid domain name: {text.strip()!r}")
+    return value
+
+
+def _word(text: str) -> str:
+    value = text.strip()
+    if value and not re.fullmatch(r"[A-Za-z0-9_.-]+", value):
+        raise ValueError(f"not a user name: {value!r}")
+    return value
+
+
+def _log_level(text: str) -> str:
+    value = text.strip().lower()
+    if value not in ("debug", "info", "warning", "error"):
+        raise ValueError(f"must be one of debug, info, warning, error; got {value!r}")
+    return value
+
+
+def _percent(text: str) -> int:
+    return _int_range(1, 100)(text)
+
+
+def _default_domain() -> str:
+    name = socket.getfqdn().strip().lower()
+    return name if _DOMAIN_RE.match(name) else "localhost"
+
+
+# -- the schema --
+
+
+def _opt(parse: Callable[[str], Any], default: str | Callable[[], str], doc: str) -> Any:
+    """A dataclass field carrying the option's parser, raw default and documentation."""
+    return field(default=None, metadata={"parse": parse, "default": default, "doc": doc})
+
+
+@dataclass(frozen=True)
+class ChatmailSection:
+    """`[chatmail]`: what all services share."""
+
+    mail_domain: str = _opt(
+        _domain, _default_domain, "the relay's mail domain (default: this host's FQDN)"
+    )
+    mailboxes_dir: str = _opt(
+        _abs_path, "/var/lib/chatmail/mailboxes", "root of the per-account Maildir homes"
+    )
+    max_mailbox_size: int = _opt(_positive_size, "500M", "per-account storage limit (quota)")
+    max_message_size: int = _opt(_positive_size, "31457280", "largest message accepted, in bytes")
+    log_level: str = _opt(
+        _log_level, "info", "debug, info, warning or error; addresses appear only at debug"
+    )
+
+
+@dataclass(frozen=True)
+class AuthSection:
+    """`[auth]`: the Dovecot auth responder."""
+
+    socket: str = _opt(
+        _abs_path, "/run/chatmail/auth.sock", "socket path when not socket-activated"
+    )
+    username_min_length: int = _opt(
+        _int_range(1, 64), "9", "shortest local part a new account may have"
+    )
+    username_max_length: int = _opt(
+        _int_range(1, 64), "9", "longest local part a new account may have"
+    )
+    password_min_length: int = _opt(
+        _int_range(1, 256), "9", "shortest password a new account may have"
+    )
+    nocreate_file: str = _opt(
+        _abs_path, "/etc/chatmail/nocreate", "while this file exists, no account is created"
+    )
+    max_load_1m: float = _opt(
+        _positive_float, "5", "no account is created above this 1-minute load"
+    )
+    min_available_memory: int = _opt(
+        _size, "200M", "no account is created with less available memory"
+    )
+    min_free_disk: int = _opt(
+        _size, "1G", "no account is created with less free disk on mailboxes_dir"
+    )
+    mail_user: str = _opt(
+        _word,
+        "",
+        "user whose uid/gid Dovecot uses for mail (default: the user the responder runs as)",
+    )
+
+
+@dataclass(frozen=True)
+class MilterSection:
+    """`[milter]`: the encryption checker."""
+
+    socket: str = _opt(
+        _abs_path,
+        "/var/spool/postfix/chatmail/milter.sock",
+        "socket path when not socket-activated",
+    )
+    max_user_send_per_minute: int = _opt(_int_range(1), "60", "sustained sending rate per sender")
+    max_user_send_burst_size: int = _opt(
+        _int_range(1), "10", "messages a sender may send at once above the rate"
+    )
+    spool_threshold: int = _opt(
+        _size, "1M", "message bytes kept in memory before spooling to a temporary file"
+    )
+    spool_dir: str = _opt(
+        _optional_abs_path,
+        "",
+        "directory for spooled messages (default: the system's temporary directory)",
+    )
+    timeout: int = _opt(
+        _int_range(1, 3600),
+        "600",
+        "seconds libmilter waits for Postfix before giving up a connection",
+    )
+
+
+@dataclass(frozen=True)
+class ExpireSection:
+    """`[expire]`: the Maildir reaper."""
+
+    delete_mails_after: int = _opt(_int_range(1), "20", "days after which every message is deleted")
+    delete_large_after: int = _opt(
+        _int_range(1), "7", "days after which large seen messages are deleted"
+    )
+    large_message_size: int = _opt(
+        _positive_size, "200000", "what counts as a large message, in bytes"
+    )
+    delete_inactive_users_after: int = _opt(
+        _int_range(1), "90", "days without login after which an account is removed"
+    )
+    quota_trim_start: int = _opt(
+        _percent, "75", "percent of max_mailbox_size above which the oldest mail is trimmed"
+    )
+    quota_trim_target: int = _opt(
+        _percent, "70", "percent of max_mailbox_size the trim goes down to"
+    )
+    quota_trim_min_age_hours: int = _opt(
+        _int_range(0), "24", "quota trimming never deletes younger messages"
+    )
+
+
+SECTIONS: dict[str, type] = {
+    "chatmail": ChatmailSection,
+    "auth": AuthSection,
+    "milter": MilterSection,
+    "expire": ExpireSection,
+}
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole parsed configuration."""
+
+    path: str
+    chatmail: ChatmailSection
+    auth: AuthSection
+    milter: MilterSection
+    expire: ExpireSection
+    warnings: tuple[str, ...] = ()
+
+
+def _default_text(spec: Any) -> str:
+    default = spec.metadata["default"]
+    return default() if callable(default) else default
+
+
+def _build_section(cls: type, path: str, name: str, raw: dict[str, str]) -> Any:
+    values = {}
+    for spec in fields(cls):
+        text = raw.get(spec.name)
+        if text is None:
+            text = _default_text(spec)
+        try:
+            values[spec.name] = spec.metadata["parse"](text)
+        except ValueError as exc:
+            raise ConfigError(f"{path}: [{name}] {spec.name}: {exc}") from None
+    return cls(**values)
+
+
+def parse_config(text: str, path: str = "<string>") -> Config:
+    """Parse INI text into a validated `Config`; raise `ConfigError` on the first bad value."""
+    parser = configparser.ConfigParser(interpolation=None, default_section="\0none")
+    try:
+        parser.read_string(text, source=path)
+    except configparser.Error as exc:
+        first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigError(f"{path}: not a valid INI file: {first_line}") from None
+    warnings = []
+    for name in parser.sections():
+        if name not in SECTIONS:
+            warnings.append(f"{path}: unknown section [{name}] ignored")
+            continue
+        known = {spec.name for spec in fields(SECTIONS[name])}
+        warnings.extend(
+            f"{path}: [{name}] {key}: unknown key ignored"
+            for key in parser[name]
+            if key not in known
+        )
+    sections = {
+        name: _build_section(
+            cls, path, name, dict(parser[name]) if parser.has_section(name) else {}
+        )
+        for name, cls in SECTIONS.items()
+    }
+    auth = sections["auth"]
+    if auth.username_min_length > auth.username_max_length:
+        raise ConfigError(f"{path}: [auth] username_min_length: larger than username_max_length")
+    expire = sections["expire"]
+    if expire.quota_trim_target > expire.quota_trim_start:
+        raise ConfigError(f"{path}: [expire] quota_trim_target: larger than quota_trim_start")
+    return Config(path=path, warnings=tuple(warnings), **sections)
+
+
+def config_path(cli_path: str | None = None) -> tuple[str, bool]:
+    """Return the config path to use and whether it was asked for explicitly.
+
+    `--config` wins over `$CHATMAIL_CONFIG`, which wins over the default path.
+    """
+    if cli_path:
+        return cli_path, True
+    env = os.environ.get(CONFIG_ENV)
+    if env:
+        return env, True
+    return DEFAULT_CONFIG_PATH, False
+
+
+def load_config(cli_path: str | None = None) -> Config:
+    """Read and validate the configuration file.
+
+    A file named explicitly (flag or environment) must exist; a missing default file means
+    all defaults, with a warning.
+    """
+    path, explicit = config_path(cli_path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        if explicit:
+            raise ConfigError(f"{path}: configuration file not found") from None
+        config = parse_config("", path)
+        return Config(
+            **{f.name: getattr(config, f.name) for f in fields(Config) if f.name != "warnings"},
+            warnings=(f"{path}: not found, using built-in defaults",),
+        )
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    return parse_config(text, path)
+
+
+def option_docs() -> list[tuple[str, str, str, str]]:
+    """(section, key, default, description) for every option, in schema order."""
+    rows = []
+    for name, cls in SECTIONS.items():
+        for spec in fields(cls):
+            default = spec.metadata["default"]
+            shown = "(this host's FQDN)" if callable(default) else default
+            rows.append((name, spec.name, shown, spec.metadata["doc"]))
+    return rows

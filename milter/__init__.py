@@ -1,0 +1,1 @@
+"""The encryption-checking milter Postfix consults for every message."""

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Install everything the relay and the test suite need on a fresh Debian 12 machine (as root).
+# Idempotent: a second run only checks. Creates the virtualenv in $VENV (default .venv).
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+VENV=${VENV:-$here/.venv}
+
+DEB_PACKAGES=(
+  # the mail stack the services sit beside
+  postfix dovecot-core dovecot-imapd dovecot-lmtpd
+  # libmilter (pymilter builds against it; miltertest drives it), systemd-python's build deps
+  libmilter-dev miltertest libsystemd-dev pkg-config gcc python3-dev python3-venv
+  # test tools: SMTP client, GnuPG, TLS certs, socket activation, process listing
+  swaks gnupg openssl systemd procps psmisc util-linux
+  # the Debian package build and its checks
+  debhelper dh-python python3-all python3-setuptools python3-milter python3-systemd
+  lintian fakeroot dpkg-dev
+)
+
+missing=()
+for p in "${DEB_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  # postfix asks how to configure itself: the services bring their own configs.
+  echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [ ! -x "$VENV/bin/python" ]; then
+  /usr/bin/python3 -m venv "$VENV"
+fi
+"$VENV/bin/pip" install -q --upgrade pip setuptools wheel
+"$VENV/bin/pip" install -q -e "$here[test]"
