@@ -15,6 +15,8 @@ DEB_PACKAGES=(
   # the Debian package build and its checks
   debhelper dh-python python3-all python3-setuptools python3-milter python3-systemd
   lintian fakeroot dpkg-dev
+  # pybuild builds the package from pyproject.toml (PEP 517; there is no setup.py)
+  pybuild-plugin-pyproject python3-wheel
 )
 
 missing=()
