@@ -1,18 +1,76 @@
-"""Command line of chatmail-expire (placeholder until its issue lands)."""
+"""Command line of chatmail-expire: one pass of the Maildir reaper.
+
+Exit status: 0 done, 1 some entries could not be processed (each reported on stderr),
+78 bad configuration.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 
-from chatmail_services.cli import add_config_argument, load_or_exit
+from chatmail_services.cli import add_config_argument, load_or_exit, log_config_warnings
+from chatmail_services.logsetup import setup_logging
+
+from . import report
+from .rules import Policy
+from .scan import run
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="chatmail-expire",
+        description="Delete expired mail and inactive accounts under mailboxes_dir "
+        "(a dry run unless --remove).",
+    )
+    add_config_argument(parser)
+    parser.add_argument("--remove", action="store_true", help="really delete (default: dry run)")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.add_argument("--verbose", action="store_true", help="print every action, with addresses")
+    parser.add_argument(
+        "--textfile", metavar="PATH", help="write Prometheus metrics to PATH (atomically)"
+    )
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="chatmail-expire")
-    add_config_argument(parser)
-    parser.add_argument("rest", nargs="*")
-    args = parser.parse_args(argv)
-    load_or_exit(args.config)
-    print("chatmail-expire: not yet implemented", file=sys.stderr)
-    return 1
+    args = build_parser().parse_args(argv)
+    config = load_or_exit(args.config)
+    setup_logging(config.chatmail.log_level, "chatmail.expire")
+    log_config_warnings(config)
+    dry_run = not args.remove
+    verb = "would " if dry_run else ""
+
+    def on_error(account: str, path: str, exc: OSError) -> None:
+        shown = account if args.verbose else ("<account>" if account else "")
+        where = "/".join(p for p in (shown, path) if p) or config.chatmail.mailboxes_dir
+        print(f"chatmail-expire: {where}: {exc.strerror or exc}", file=sys.stderr)
+
+    def on_action(account: str, what: str) -> None:
+        if args.verbose:
+            print(f"{verb}{what} [{account}]" if dry_run else f"{what} [{account}]", flush=False)
+
+    started = time.monotonic()
+    stats = run(
+        config.chatmail.mailboxes_dir,
+        Policy.from_config(config),
+        time.time(),
+        remove=args.remove,
+        on_error=on_error,
+        on_action=on_action,
+    )
+    seconds = time.monotonic() - started
+    if args.json:
+        print(report.as_json(stats, seconds, dry_run))
+    else:
+        print(report.summary_line(stats, seconds, dry_run))
+    if args.textfile:
+        try:
+            report.write_atomically(
+                args.textfile, report.prometheus_text(stats, seconds, dry_run, time.time())
+            )
+        except OSError as exc:
+            print(f"chatmail-expire: {args.textfile}: {exc.strerror or exc}", file=sys.stderr)
+            return 1
+    return 1 if stats.errors else 0

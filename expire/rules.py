@@ -1,0 +1,131 @@
+"""The expiry rules as pure functions: (messages, now, policy) -> what to delete.
+
+No file system access here; `scan.py` lists the tree and applies the result. Times are UTC
+seconds since the epoch (what `time.time()` and file times are), so the host's time zone
+never enters. Rule numbers refer to the reaper spec (docs/expire.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from chatmail_services.config import Config
+
+DAY = 86400
+HOUR = 3600
+# Rule 2: a password-less account directory is removed when empty and older than this, so
+# an account being created (directory first, password file next) is never raced.
+EMPTY_DIR_GRACE = HOUR
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The thresholds of the rules, in seconds and bytes."""
+
+    mails_after: int = 20 * DAY
+    large_after: int = 7 * DAY
+    large_size: int = 200_000
+    inactive_after: int = 90 * DAY
+    max_mailbox_size: int = 500 * 1024**2
+    trim_start_percent: int = 75
+    trim_target_percent: int = 70
+    trim_min_age: int = 24 * HOUR
+
+    @classmethod
+    def from_config(cls, config: Config) -> Policy:
+        e = config.expire
+        return cls(
+            mails_after=e.delete_mails_after * DAY,
+            large_after=e.delete_large_after * DAY,
+            large_size=e.large_message_size,
+            inactive_after=e.delete_inactive_users_after * DAY,
+            max_mailbox_size=config.chatmail.max_mailbox_size,
+            trim_start_percent=e.quota_trim_start,
+            trim_target_percent=e.quota_trim_target,
+            trim_min_age=e.quota_trim_min_age_hours * HOUR,
+        )
+
+
+class Message(NamedTuple):
+    """One message file of an account: folder ("" = INBOX, ".Sent", ...), box, name."""
+
+    time: float  # delivery time (file name), else mtime; UTC epoch seconds
+    size: int  # bytes (S= of the name), else st_size
+    folder: str
+    box: str  # "cur", "new" or "tmp"
+    name: str
+
+    @property
+    def path(self) -> str:
+        """The path relative to the account directory."""
+        return f"{self.folder}/{self.box}/{self.name}" if self.folder else f"{self.box}/{self.name}"
+
+
+class Deletion(NamedTuple):
+    message: Message
+    rule: str  # "age" (rule 3), "large" (rule 4) or "quota" (rule 5)
+
+
+def is_inactive(last_login: float, now: float, policy: Policy) -> bool:
+    """Rule 1: the last login (password file mtime) is older than the inactivity limit."""
+    return now - last_login > policy.inactive_after
+
+
+def may_remove_empty_dir(mtime: float, now: float) -> bool:
+    """Rule 2: an empty password-less directory is removed once past the creation grace."""
+    return now - mtime > EMPTY_DIR_GRACE
+
+
+def expiry_rule(message: Message, now: float, policy: Policy) -> str | None:
+    """Rules 3 and 4 for one message: the rule that deletes it, or None."""
+    age = now - message.time
+    if age > policy.mails_after:
+        return "age"
+    if message.box == "cur" and message.size > policy.large_size and age > policy.large_after:
+        return "large"
+    return None
+
+
+def counts_for_quota(message: Message) -> bool:
+    """Dovecot's quota counts delivered mail (cur/ and new/), not files still in tmp/."""
+    return message.box != "tmp"
+
+
+def quota_trim(messages: Iterable[Message], now: float, policy: Policy) -> list[Message]:
+    """Rule 5: oldest first across all folders, from above start % down to target %.
+
+    `messages` are those left after rules 3 and 4. Returns the messages to delete in
+    deletion order (oldest first, ties by path), so an interrupted run resumes exactly.
+    """
+    counted = [m for m in messages if counts_for_quota(m)]
+    usage = sum(m.size for m in counted)
+    if usage * 100 <= policy.trim_start_percent * policy.max_mailbox_size:
+        return []
+    target = policy.trim_target_percent * policy.max_mailbox_size
+    eligible = sorted(
+        (m for m in counted if now - m.time >= policy.trim_min_age),
+        key=lambda m: (m.time, m.path),
+    )
+    trimmed = []
+    for message in eligible:
+        if usage * 100 <= target:
+            break
+        trimmed.append(message)
+        usage -= message.size
+    return trimmed
+
+
+def plan_messages(messages: Sequence[Message], now: float, policy: Policy) -> list[Deletion]:
+    """Rules 3, 4 and 5 for one account, in the order the deletions must happen."""
+    deletions = []
+    kept = []
+    for message in messages:
+        rule = expiry_rule(message, now, policy)
+        if rule is None:
+            kept.append(message)
+        else:
+            deletions.append(Deletion(message, rule))
+    deletions.extend(Deletion(m, "quota") for m in quota_trim(kept, now, policy))
+    return deletions
