@@ -31,6 +31,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# The mail user of the test suite and the local relay (production uses "vmail", which the
+# Debian package creates and removes; tests must not depend on or disturb it).
+id chatmaildev >/dev/null 2>&1 ||
+  useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin chatmaildev
+
 if [ ! -x "$VENV/bin/python" ]; then
   /usr/bin/python3 -m venv "$VENV"
 fi

@@ -11,6 +11,8 @@ from hypothesis import HealthCheck, settings
 
 from chatmail_services.config import Config, load_config
 
+pytest_plugins = ["harness.fixtures"]
+
 # "ci": quick, for every run of the test command; "soak": long, for runs by hand
 # (HYPOTHESIS_PROFILE=soak scripts/test.sh -k hypothesis_or_whatever).
 settings.register_profile("ci", max_examples=100, deadline=None, print_blob=True)

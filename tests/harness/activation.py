@@ -1,0 +1,116 @@
+"""Run a service the way a systemd .socket unit does: the socket outlives the process.
+
+`systemd-socket-activate` execs the program, so its socket dies with it. Here the harness
+holds the listening socket (like systemd's socket unit) and hands it to each new process as
+fd 3 with LISTEN_FDS=1 and LISTEN_PID set, so a restart loses no queued connection.
+"""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+import signal
+import socket
+import subprocess
+from pathlib import Path
+
+# fd 3 := the socket, then the service itself with LISTEN_PID = its own pid ($$ survives exec).
+_WRAPPER = 'exec 3<&"$0"; exec {fd}<&-; LISTEN_FDS=1 LISTEN_PID=$$ exec "$@"'
+
+
+class ActivatedService:
+    """A service process started with an inherited listening UNIX socket."""
+
+    def __init__(
+        self,
+        argv: list[str],
+        socket_path: Path,
+        *,
+        log_path: Path,
+        mode: int = 0o666,
+        user: str | None = None,
+        group: str | None = None,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> None:
+        self.argv = list(argv)
+        self.socket_path = Path(socket_path)
+        self.log_path = Path(log_path)
+        self.user = user
+        self.env = {**os.environ, **(env or {})}
+        self.cwd = cwd or self.log_path.parent
+        self.process: subprocess.Popen[bytes] | None = None
+        self.socket_path.parent.mkdir(parents=True, exist_ok=True)
+        if self.socket_path.exists() or self.socket_path.is_symlink():
+            self.socket_path.unlink()
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(str(self.socket_path))
+        self.listener.listen(4096)
+        os.chmod(self.socket_path, mode)
+        if user:
+            entry = pwd.getpwnam(user)
+            gid = grp.getgrnam(group).gr_gid if group else entry.pw_gid
+            os.chown(self.socket_path, entry.pw_uid, gid)
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def start(self) -> ActivatedService:
+        fd = self.listener.fileno()
+        command = ["sh", "-c", _WRAPPER.replace("{fd}", str(fd)), str(fd), *self.argv]
+        if self.user:
+            command = ["setpriv", f"--reuid={self.user}", f"--regid={pwd.getpwnam(self.user).pw_gid}",
+                       "--init-groups", "--", *command]  # fmt: skip
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                command, pass_fds=(fd,), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                env=self.env, cwd=self.cwd,
+            )  # fmt: skip
+        return self
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        """SIGTERM, then SIGKILL after timeout; return the exit status."""
+        if not self.process:
+            return None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        status = self.process.returncode
+        self.process = None
+        return status
+
+    def kill(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+    def restart(self) -> ActivatedService:
+        self.stop()
+        return self.start()
+
+    def close(self) -> None:
+        """Stop the service and close (and remove) the socket."""
+        self.stop()
+        self.listener.close()
+        if self.socket_path.exists():
+            self.socket_path.unlink()
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def __enter__(self) -> ActivatedService:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,149 @@
+"""A private Dovecot 2.3 instance on loopback, configured from docs/templates/dovecot/."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+from chatmail_services.config import Config
+
+from . import MAIL_USER, mail_ids
+from .net import free_port, wait_for_tcp, wait_for_unix
+from .render import render, render_text
+from .tls import self_signed_cert
+
+_PASSWD_FILE_AUTH = """
+# test-only: a plain passwd-file instead of chatmail-auth (SASL-only tests)
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%Lu {passwd_file}
+}}
+userdb {{
+  driver = static
+  args = uid={uid} gid={gid} home={mailboxes_dir}/%Lu
+}}
+"""
+
+
+class Dovecot:
+    """Dovecot with passdb/userdb from chatmail-auth (auth_socket) or a passwd-file."""
+
+    def __init__(
+        self,
+        root: Path,
+        config: Config,
+        *,
+        auth_socket: Path | None = None,
+        passwd_file: Path | None = None,
+        lmtp_socket: Path | None = None,
+        sasl_socket: Path | None = None,
+        imap_port: int | None = None,
+        imaps_port: int | None = None,
+    ) -> None:
+        if (auth_socket is None) == (passwd_file is None):
+            raise ValueError("give exactly one of auth_socket and passwd_file")
+        self.root = Path(root)
+        self.config = config
+        self.auth_socket = auth_socket
+        self.passwd_file = passwd_file
+        self.dir = self.root / "dovecot"
+        self.base_dir = self.dir / "run"
+        self.lmtp_socket = lmtp_socket or self.dir / "lmtp"
+        self.sasl_socket = sasl_socket or self.dir / "auth"
+        self.imap_port = imap_port or free_port()
+        self.imaps_port = imaps_port or free_port()
+        self.log_path = self.dir / "dovecot.log"
+        self.conf = self.dir / "dovecot.conf"
+        self._write_config()
+
+    def _write_config(self) -> None:
+        for directory in (self.dir, self.base_dir, self.dir / "state"):
+            directory.mkdir(parents=True, exist_ok=True)
+        domain = self.config.chatmail.mail_domain
+        cert, key = self_signed_cert(self.root, domain)
+        uid, gid = mail_ids()
+        dict_conf = self.dir / "chatmail-auth.conf.ext"
+        values = {
+            "listen": "127.0.0.1",
+            "base_dir": self.base_dir,
+            "state_dir": self.dir / "state",
+            "log_path": self.log_path,
+            "tls_cert": cert,
+            "tls_key": key,
+            "mailboxes_dir": self.config.chatmail.mailboxes_dir,
+            "mail_uid": uid,
+            "mail_gid": gid,
+            "mail_user": MAIL_USER,
+            "auth_dict_conf": dict_conf,
+            "auth_socket": self.auth_socket or self.dir / "no-auth-socket",
+            "imap_port": self.imap_port,
+            "imaps_port": self.imaps_port,
+            "lmtp_socket": self.lmtp_socket,
+            "sasl_socket": self.sasl_socket,
+        }
+        render("dovecot/chatmail-auth.conf.ext", values, dict_conf)
+        text = render_text((self._template()).read_text(), values)
+        if self.passwd_file:
+            start = text.index("passdb {")
+            end = text.index("protocol imap {")
+            text = text[:start] + _PASSWD_FILE_AUTH.format(
+                passwd_file=self.passwd_file, uid=uid, gid=gid,
+                mailboxes_dir=self.config.chatmail.mailboxes_dir,
+            ) + "\n" + text[end:]  # fmt: skip
+            text = text.replace(" last_login\n", "\n")
+        self.conf.write_text(text)
+
+    @staticmethod
+    def _template() -> Path:
+        from . import TEMPLATES
+
+        return TEMPLATES / "dovecot" / "dovecot.conf"
+
+    def start(self) -> Dovecot:
+        for socket_path in (self.lmtp_socket, self.sasl_socket):
+            socket_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.dir / "stdout.log", "ab") as out:
+            result = subprocess.run(
+                ["dovecot", "-c", str(self.conf)],
+                stdin=subprocess.DEVNULL, stdout=out, stderr=out, timeout=30,
+            )  # fmt: skip
+        if result.returncode != 0:
+            raise RuntimeError(f"dovecot failed to start:\n{self.output()}")
+        wait_for_tcp(self.imap_port)
+        wait_for_tcp(self.imaps_port)
+        wait_for_unix(self.lmtp_socket)
+        return self
+
+    def stop(self) -> None:
+        pid_file = self.base_dir / "master.pid"
+        if not pid_file.exists():
+            return
+        subprocess.run(["dovecot", "-c", str(self.conf), "stop"], capture_output=True, timeout=30)
+        deadline = time.monotonic() + 10
+        while pid_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def doveadm(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """Run doveadm against this instance."""
+        return subprocess.run(
+            ["doveadm", "-c", str(self.conf), *args],
+            capture_output=True, text=True, timeout=60, check=check,
+        )  # fmt: skip
+
+    def output(self) -> str:
+        parts = [
+            p.read_text(errors="replace")
+            for p in (self.dir / "stdout.log", self.log_path)
+            if p.exists()
+        ]
+        return "\n".join(parts)
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def __enter__(self) -> Dovecot:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,50 @@
+"""pytest fixtures for tests that need real daemons (registered in tests/conftest.py)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from chatmail_services.config import Config, load_config
+
+from . import mail_ids, stack_dir
+
+
+@pytest.fixture
+def stack_root() -> Iterator[Path]:
+    """A directory for daemons' state that the mail user and postfix can traverse."""
+    root = stack_dir()
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def stack_config(root: Path, **sections: dict[str, object]) -> Config:
+    """A chatmail.ini under root with a mailboxes_dir owned by the mail user."""
+    mailboxes = root / "mailboxes"
+    mailboxes.mkdir(exist_ok=True)
+    os.chown(mailboxes, *mail_ids())
+    merged: dict[str, dict[str, object]] = {
+        "chatmail": {"mail_domain": "chat.example", "mailboxes_dir": mailboxes},
+        "auth": {
+            "socket": root / "auth.sock",
+            "nocreate_file": root / "nocreate",
+            "max_load_1m": 1000,
+            "min_available_memory": 0,
+            "min_free_disk": 0,
+        },
+        "milter": {"socket": root / "postfix" / "queue" / "chatmail" / "milter.sock"},
+    }
+    for section, values in sections.items():
+        merged.setdefault(section, {}).update(values)
+    lines = []
+    for section, values in merged.items():
+        lines.append(f"[{section}]")
+        lines.extend(f"{key} = {value}" for key, value in values.items())
+    path = root / "chatmail.ini"
+    path.write_text("\n".join(lines) + "\n")
+    path.chmod(0o644)
+    return load_config(str(path))
