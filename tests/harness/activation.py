@@ -65,8 +65,9 @@ class ActivatedService:
         fd = self.listener.fileno()
         command = ["sh", "-c", _WRAPPER.replace("{fd}", str(fd)), str(fd), *self.argv]
         if self.user:
-            command = ["setpriv", f"--reuid={self.user}", f"--regid={pwd.getpwnam(self.user).pw_gid}",
-                       "--init-groups", "--", *command]  # fmt: skip
+            gid = pwd.getpwnam(self.user).pw_gid
+            command = ["setpriv", f"--reuid={self.user}", f"--regid={gid}", "--init-groups", "--",
+                       *command]  # fmt: skip
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 command, pass_fds=(fd,), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
