@@ -1,18 +1,186 @@
-"""Command line of chatmail-auth (placeholder until its issue lands)."""
+"""Command line of chatmail-auth: `serve`, `checkpassword`, `new-credentials`."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import resource
+import secrets
+import socket
+import stat
+import string
 import sys
 
-from chatmail_services.cli import add_config_argument, load_or_exit
+from chatmail_services import layout
+from chatmail_services.activation import inherited_sockets, notify_ready
+from chatmail_services.cli import add_config_argument, load_or_exit, log_config_warnings
+from chatmail_services.config import EX_CONFIG, Config
+from chatmail_services.logsetup import setup_logging
+
+from . import accounts
+from .accounts import Settings, SettingsError, Status
+from .hashing import verify_password
+from .server import DictServer
+
+EX_TEMPFAIL = 111  # checkpassword: temporary failure
+SOCKET_MODE = 0o660
+
+
+def _settings(config: Config) -> Settings:
+    try:
+        return accounts.settings_from_config(config)
+    except SettingsError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(EX_CONFIG) from None
+
+
+def _raise_fd_limit() -> None:
+    # one descriptor per concurrent Dovecot connection; the unit sets LimitNOFILE= too
+    with contextlib.suppress(ValueError, OSError):
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard == resource.RLIM_INFINITY or hard > soft:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def _bind(path: str) -> socket.socket:
+    with contextlib.suppress(FileNotFoundError):
+        if stat.S_ISSOCK(os.lstat(path).st_mode):
+            os.unlink(path)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(path)
+    os.chmod(path, SOCKET_MODE)
+    sock.listen(4096)
+    return sock
+
+
+def cmd_serve(config: Config, socket_path: str | None) -> int:
+    log = setup_logging(config.chatmail.log_level, "chatmail.auth")
+    log_config_warnings(config)
+    settings = _settings(config)
+    _raise_fd_limit()
+    listeners = inherited_sockets()
+    if listeners:
+        log.info("serving %d inherited socket(s)", len(listeners))
+    else:
+        path = socket_path or config.auth.socket
+        try:
+            listeners = [_bind(path)]
+        except OSError as exc:
+            log.error("cannot listen on %s: %s", path, exc.strerror)
+            return 1
+        log.info("listening on %s", path)
+    server = DictServer(settings, listeners)
+
+    async def run() -> None:
+        server.loop = asyncio.get_running_loop()
+        server.install_signal_handlers()
+        notify_ready()
+        await server.serve()
+
+    asyncio.run(run())
+    return 0
+
+
+def _read_fd3() -> bytes:
+    chunks = []
+    total = 0
+    while total < 1024:
+        chunk = os.read(3, 1024)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        total += len(chunk)
+    os.close(3)
+    return b"".join(chunks)
+
+
+def cmd_checkpassword(config: Config, reply: list[str]) -> int:
+    """Dovecot's checkpassword: `user\\0password\\0` on fd 3; exec `reply` on success.
+
+    Exit 1: unknown user or wrong password; 3: unknown user (userdb-only call,
+    AUTHORIZED=1); 111: temporary failure; 2: unusable input.
+    """
+    setup_logging(config.chatmail.log_level, "chatmail.auth")
+    settings = _settings(config)
+    try:
+        data = _read_fd3()
+    except OSError:
+        return 2
+    parts = data.split(b"\0")
+    if len(parts) < 2:
+        return 2
+    user = parts[0].decode("utf-8", "surrogateescape")
+    password = parts[1].decode("utf-8", "surrogateescape")
+    userdb_only = os.environ.get("AUTHORIZED") == "1"
+    if userdb_only:
+        result = accounts.lookup_userdb(settings, user)
+    else:
+        result = accounts.lookup_passdb(settings, user, password)
+    if result.status is Status.TEMPFAIL:
+        logging.getLogger("chatmail.auth").warning("temporary failure: %s", result.reason)
+        return EX_TEMPFAIL
+    if result.status is not Status.FOUND:
+        return 3 if userdb_only else 1
+    if not userdb_only:
+        stored = str(result.fields["password"])
+        if not verify_password(password.encode("utf-8", "surrogateescape"), stored):
+            return 1
+    address = accounts.normalize_address(settings, user)
+    env = dict(os.environ)
+    env["USER"] = str(address)
+    env["HOME"] = str(result.fields["home"])
+    extra = []
+    for key in ("uid", "gid", "quota_rule", "quota_storage_size"):
+        env[f"userdb_{key}"] = str(result.fields[key])
+        extra.append(f"userdb_{key}")
+    env["EXTRA"] = " ".join(extra)
+    if userdb_only:
+        env["AUTHORIZED"] = "2"
+    if not reply:
+        return 0
+    try:
+        os.execvpe(reply[0], reply, env)
+    except OSError as exc:
+        print(f"chatmail-auth: cannot run {reply[0]}: {exc.strerror}", file=sys.stderr)
+        return EX_TEMPFAIL
+    return 0  # not reached
+
+
+def new_credentials(settings: Settings) -> dict[str, str]:
+    """A random unused valid address and a strong password; stores nothing."""
+    alphabet = string.ascii_lowercase + string.digits
+    for _ in range(100):
+        local = "".join(secrets.choice(alphabet) for _ in range(settings.username_max_length))
+        address = f"{local}@{settings.mail_domain}"
+        if not os.path.lexists(layout.account_dir(settings.mailboxes_dir, address)):
+            break
+    length = min(max(settings.password_min_length, 24), accounts.MAX_PASSWORD_BYTES)
+    chars = string.ascii_letters + string.digits
+    password = "".join(secrets.choice(chars) for _ in range(length))
+    return {"email": address, "password": password}
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="chatmail-auth")
+    parser = argparse.ArgumentParser(
+        prog="chatmail-auth",
+        description="Dovecot auth responder: accounts are created on first login.",
+    )
     add_config_argument(parser)
-    parser.add_argument("rest", nargs="*")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve = sub.add_parser("serve", help="serve Dovecot's dict protocol (socket activation)")
+    serve.add_argument("--socket", metavar="PATH", help="socket path without socket activation")
+    check = sub.add_parser("checkpassword", help="Dovecot 2.3 checkpassword interface")
+    check.add_argument("reply", nargs=argparse.REMAINDER, help="program to run on success")
+    sub.add_parser("new-credentials", help="print a random new address and password as JSON")
     args = parser.parse_args(argv)
-    load_or_exit(args.config)
-    print("chatmail-auth: not yet implemented", file=sys.stderr)
-    return 1
+    config = load_or_exit(args.config)
+    if args.command == "serve":
+        return cmd_serve(config, args.socket)
+    if args.command == "checkpassword":
+        return cmd_checkpassword(config, args.reply)
+    print(json.dumps(new_credentials(_settings(config))))
+    return 0
