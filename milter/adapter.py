@@ -1,0 +1,178 @@
+"""The libmilter side: one `ChatmailMilter` per SMTP connection gathers, `policy` decides.
+
+Only the callbacks the policy needs are defined (MAIL FROM, RCPT TO, headers, body, end of
+message; abort/close for cleanup), so pymilter negotiates the others away. Any exception in
+a callback becomes `451 4.3.0` with the traceback logged: never an accept.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import Milter
+
+from . import mime, policy
+from .ratelimit import RateLimiter
+from .spool import Spool
+
+log = logging.getLogger("chatmail.milter")
+
+
+@dataclass
+class Service:
+    """What all connections share: limits, the rate limiter and the recipient lookup."""
+
+    limiter: RateLimiter
+    enforces_encryption: Callable[[str], bool]
+    max_message_size: int
+    spool_threshold: int
+    spool_dir: str | None = None
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else value
+
+
+def _reply_text(text: str) -> str:
+    """SMTP reply text: printable ASCII, '%' doubled as libmilter requires."""
+    clean = "".join(c if " " <= c <= "~" else "?" for c in text)
+    return clean.replace("%", "%%")
+
+
+def _guarded(method: Callable[..., int]) -> Callable[..., int]:
+    """Turn any exception in a callback into a logged 451 4.3.0 temporary failure."""
+
+    @functools.wraps(method)
+    def wrapper(self: ChatmailMilter, *args: Any) -> int:
+        try:
+            return method(self, *args)
+        except Exception:
+            log.exception("internal error in %s; answering 451 4.3.0", method.__name__)
+            try:
+                self._refuse(policy.refuse(policy.INTERNAL_ERROR, "internal error"))
+            except Exception:
+                log.exception("could not set the 451 reply")
+            self._reset()
+            return Milter.TEMPFAIL
+
+    return wrapper
+
+
+class ChatmailMilter(Milter.Base):
+    """One SMTP connection as seen by the milter."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+        self.spool: Spool | None = None
+        self._reset()
+
+    def _reset(self) -> None:
+        if self.spool is not None:
+            self.spool.close()
+        self.spool = None
+        self.mail_from = ""
+        self.login: str | None = None
+        self.rcpts: list[str] = []
+        self.headers: mime.Headers = []
+        self.size = 0
+
+    def _queue_id(self) -> str:
+        try:
+            return self.getsymval("i") or "NOQUEUE"
+        except Exception:
+            return "NOQUEUE"
+
+    def _refuse(self, verdict: policy.Verdict) -> int:
+        self.setreply(verdict.code, verdict.xcode, _reply_text(verdict.text))
+        log.info(
+            "%s: %s %s %s: %s",
+            self._queue_id(),
+            verdict.action,
+            verdict.code,
+            verdict.xcode,
+            verdict.reason,
+        )
+        return Milter.TEMPFAIL if verdict.action == policy.TEMPFAIL_ACTION else Milter.REJECT
+
+    @Milter.decode("bytes")
+    @_guarded
+    def envfrom(self, mail_from: bytes | str, *params: bytes | str) -> int:
+        self._reset()
+        self.mail_from = mime.envelope_address(_text(mail_from))
+        login = self.getsymval("{auth_authen}")
+        self.login = _text(login) if login else None
+        self.spool = Spool(self.service.spool_threshold, self.service.spool_dir)
+        log.debug("mail from %r login %r", self.mail_from, self.login)
+        if self.login is None:
+            return Milter.CONTINUE
+        if not self.service.limiter.allow(self.mail_from):
+            return self._refuse(
+                policy.refuse(policy.RATE_LIMITED, "rate limit", addr=f"<{self.mail_from}>")
+            )
+        mismatch = policy.check_login(self.mail_from, self.login)
+        if mismatch is not None:
+            return self._refuse(mismatch)
+        return Milter.CONTINUE
+
+    @Milter.decode("bytes")
+    @_guarded
+    def envrcpt(self, rcpt: bytes | str, *params: bytes | str) -> int:
+        address = mime.envelope_address(_text(rcpt))
+        log.debug("rcpt to %r", address)
+        self.rcpts.append(address)
+        return Milter.CONTINUE
+
+    def _grow(self, count: int) -> int | None:
+        self.size += count
+        if self.size > self.service.max_message_size:
+            return self._refuse(policy.refuse(policy.TOO_BIG, "message too big"))
+        return None
+
+    @Milter.decode("bytes")
+    @_guarded
+    def header(self, name: str, value: bytes | str) -> int:
+        raw = value if isinstance(value, bytes) else value.encode("utf-8", "surrogateescape")
+        too_big = self._grow(len(name) + len(raw) + 4)
+        if too_big is not None:
+            return too_big
+        unfolded = raw.replace(b"\r\n", b"\n").replace(b"\n", b"")
+        self.headers.append((name.lower(), _text(unfolded).strip(" \t")))
+        return Milter.CONTINUE
+
+    @_guarded
+    def body(self, chunk: bytes) -> int:
+        too_big = self._grow(len(chunk))
+        if too_big is not None:
+            return too_big
+        assert self.spool is not None
+        self.spool.write(chunk)
+        return Milter.CONTINUE
+
+    @_guarded
+    def eom(self) -> int:
+        assert self.spool is not None
+        try:
+            msg = mime.Message(self.headers, self.spool.view())
+            env = policy.Envelope(self.mail_from, tuple(self.rcpts), self.login)
+            verdict = policy.decide(msg, env, self.service.enforces_encryption)
+            del msg
+            if not verdict.accepted:
+                return self._refuse(verdict)
+            if verdict.chgfrom is not None:
+                self.chgfrom(verdict.chgfrom)
+            log.debug("%s: accept: %s", self._queue_id(), verdict.reason)
+            return Milter.ACCEPT
+        finally:
+            self._reset()
+
+    def abort(self) -> int:
+        self._reset()
+        return Milter.CONTINUE
+
+    def close(self) -> int:
+        self._reset()
+        return Milter.CONTINUE
