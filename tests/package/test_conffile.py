@@ -11,6 +11,7 @@ from chatmail_services.config import SECTIONS, option_docs, parse_config
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = REPO / "debian" / "chatmail.ini"
+MAN = REPO / "docs" / "man" / "chatmail.ini.5"
 GENERATOR = REPO / "scripts" / "gen-chatmail-ini.py"
 OPTION_LINE = re.compile(r"^#(\w+) = ?(.*)$")
 
@@ -27,18 +28,25 @@ def _run_generator(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[st
 
 
 def test_shipped_conffile_is_what_the_generator_writes(tmp_path):
-    out = tmp_path / "chatmail.ini"
-    assert _run_generator(tmp_path, str(out)).returncode == 0
+    out, man = tmp_path / "chatmail.ini", tmp_path / "chatmail.ini.5"
+    man.write_text(MAN.read_text())
+    assert _run_generator(tmp_path, "--ini", str(out), "--man", str(man)).returncode == 0
     assert out.read_text() == SHIPPED.read_text(), "run scripts/gen-chatmail-ini.py"
-    assert _run_generator(tmp_path, "--check", str(SHIPPED)).returncode == 0
+    assert man.read_text() == MAN.read_text(), "run scripts/gen-chatmail-ini.py"
+    assert _run_generator(tmp_path, "--check").returncode == 0
 
 
 def test_check_mode_notices_a_stale_file(tmp_path):
     stale = tmp_path / "chatmail.ini"
     stale.write_text(SHIPPED.read_text().replace("#timeout = 600", "#timeout = 601"))
-    result = _run_generator(tmp_path, "--check", str(stale))
+    result = _run_generator(tmp_path, "--check", "--ini", str(stale))
     assert result.returncode == 1
-    assert "out of date" in result.stderr
+    assert "chatmail.ini is out of date" in result.stderr
+    stale_man = tmp_path / "chatmail.ini.5"
+    stale_man.write_text(MAN.read_text().replace("Default: \\fB600", "Default: \\fB601"))
+    result = _run_generator(tmp_path, "--check", "--man", str(stale_man))
+    assert result.returncode == 1
+    assert "chatmail.ini.5 is out of date" in result.stderr
 
 
 def _commented_options(text: str) -> dict[tuple[str, str], str]:
