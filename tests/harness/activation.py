@@ -20,7 +20,11 @@ _WRAPPER = 'exec 3<&"$0"; exec {fd}<&-; LISTEN_FDS=1 LISTEN_PID=$$ exec "$@"'
 
 
 class ActivatedService:
-    """A service process started with an inherited listening UNIX socket."""
+    """A service process started with an inherited listening UNIX socket.
+
+    `user` runs the process (and owns the socket unless `socket_user` is given); `group` is
+    the socket's group, as SocketUser=/SocketGroup=/SocketMode= in a .socket unit.
+    """
 
     def __init__(
         self,
@@ -31,6 +35,7 @@ class ActivatedService:
         mode: int = 0o666,
         user: str | None = None,
         group: str | None = None,
+        socket_user: str | None = None,
         env: dict[str, str] | None = None,
         cwd: Path | None = None,
     ) -> None:
@@ -48,10 +53,12 @@ class ActivatedService:
         self.listener.bind(str(self.socket_path))
         self.listener.listen(4096)
         os.chmod(self.socket_path, mode)
-        if user:
-            entry = pwd.getpwnam(user)
-            gid = grp.getgrnam(group).gr_gid if group else entry.pw_gid
-            os.chown(self.socket_path, entry.pw_uid, gid)
+        owner = socket_user or user
+        if owner or group:
+            entry = pwd.getpwnam(owner) if owner else None
+            uid = entry.pw_uid if entry else -1
+            gid = grp.getgrnam(group).gr_gid if group else (entry.pw_gid if entry else -1)
+            os.chown(self.socket_path, uid, gid)
 
     @property
     def pid(self) -> int | None:
@@ -66,13 +73,24 @@ class ActivatedService:
         command = ["sh", "-c", _WRAPPER.replace("{fd}", str(fd)), str(fd), *self.argv]
         if self.user:
             gid = pwd.getpwnam(self.user).pw_gid
-            command = ["setpriv", f"--reuid={self.user}", f"--regid={gid}", "--init-groups", "--",
-                       *command]  # fmt: skip
+            command = [
+                "setpriv",
+                f"--reuid={self.user}",
+                f"--regid={gid}",
+                "--init-groups",
+                "--",
+                *command,
+            ]
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                command, pass_fds=(fd,), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                env=self.env, cwd=self.cwd,
-            )  # fmt: skip
+                command,
+                pass_fds=(fd,),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                env=self.env,
+                cwd=self.cwd,
+            )
         return self
 
     def stop(self, timeout: float = 10.0) -> int | None:

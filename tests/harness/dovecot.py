@@ -87,10 +87,17 @@ class Dovecot:
         if self.passwd_file:
             start = text.index("passdb {")
             end = text.index("protocol imap {")
-            text = text[:start] + _PASSWD_FILE_AUTH.format(
-                passwd_file=self.passwd_file, uid=uid, gid=gid,
-                mailboxes_dir=self.config.chatmail.mailboxes_dir,
-            ) + "\n" + text[end:]  # fmt: skip
+            text = (
+                text[:start]
+                + _PASSWD_FILE_AUTH.format(
+                    passwd_file=self.passwd_file,
+                    uid=uid,
+                    gid=gid,
+                    mailboxes_dir=self.config.chatmail.mailboxes_dir,
+                )
+                + "\n"
+                + text[end:]
+            )
             text = text.replace(" last_login\n", "\n")
         self.conf.write_text(text)
 
@@ -106,8 +113,11 @@ class Dovecot:
         with open(self.dir / "stdout.log", "ab") as out:
             result = subprocess.run(
                 ["dovecot", "-c", str(self.conf)],
-                stdin=subprocess.DEVNULL, stdout=out, stderr=out, timeout=30,
-            )  # fmt: skip
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+                timeout=30,
+            )
         if result.returncode != 0:
             raise RuntimeError(f"dovecot failed to start:\n{self.output()}")
         wait_for_tcp(self.imap_port)
@@ -128,8 +138,11 @@ class Dovecot:
         """Run doveadm against this instance."""
         return subprocess.run(
             ["doveadm", "-c", str(self.conf), *args],
-            capture_output=True, text=True, timeout=60, check=check,
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=check,
+        )
 
     def output(self) -> str:
         parts = [

@@ -47,6 +47,7 @@ class Postfix:
         smtp_port: int | None = None,
         submission_port: int | None = None,
         smtps_port: int | None = None,
+        settings: dict[str, str] | None = None,
     ) -> None:
         self.root = Path(root)
         self.config = config
@@ -62,6 +63,7 @@ class Postfix:
         self.lmtp_socket = self.queue / "private" / "dovecot-lmtp"
         self.sasl_socket = self.queue / "private" / "auth"
         self._external_milter = milter_socket
+        self._settings = settings or {}
         self._write_config(discard)
 
     def _write_config(self, discard: bool) -> None:
@@ -90,6 +92,7 @@ class Postfix:
             main = main.replace("smtpd_milters = unix:chatmail/milter.sock", "smtpd_milters =")
         if discard:
             main += "virtual_transport = discard:\n"
+        main += "".join(f"{key} = {value}\n" for key, value in self._settings.items())
         (self.dir / "main.cf").write_text(main)
         render("postfix/master.cf", values, self.dir / "master.cf")
         for name in ("submission_header_cleanup", "login_map"):

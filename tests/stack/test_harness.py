@@ -36,19 +36,23 @@ def test_submission_is_delivered_with_subject_hidden(stack_root):
     )
     postfix = Postfix(stack_root, config)
     dovecot = Dovecot(
-        stack_root, config, passwd_file=passwd,
-        lmtp_socket=postfix.lmtp_socket, sasl_socket=postfix.sasl_socket,
-    )  # fmt: skip
+        stack_root,
+        config,
+        passwd_file=passwd,
+        lmtp_socket=postfix.lmtp_socket,
+        sasl_socket=postfix.sasl_socket,
+    )
     with dovecot, postfix:
         context = ssl._create_unverified_context()
         with smtplib.SMTP("127.0.0.1", postfix.submission_port, timeout=30) as smtp:
             smtp.starttls(context=context)
             smtp.login("alice0001@chat.example", "password1")
             smtp.sendmail(
-                "alice0001@chat.example", ["bob000001@chat.example"],
+                "alice0001@chat.example",
+                ["bob000001@chat.example"],
                 b"From: alice0001@chat.example\r\nTo: bob000001@chat.example\r\n"
                 b"Subject: secret topic\r\nX-Mailer: leaky\r\n\r\nhello\r\n",
-            )  # fmt: skip
+            )
         imap = imaplib.IMAP4("127.0.0.1", dovecot.imap_port)
         imap.starttls(context)
         imap.login("bob000001@chat.example", "password2")

@@ -1,0 +1,48 @@
+"""A whole relay on loopback and real Delta Chat accounts on it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+
+import pytest
+from deltachat_rpc_client import DeltaChat, Rpc
+from harness import VENV_BIN, stack_dir
+from harness.relay import LocalRelay
+
+DOMAIN = "chat.localhost"
+
+
+@pytest.fixture(scope="package")
+def observer_address() -> str:
+    """An account no client reads; Postfix copies every message to it (always_bcc)."""
+    return f"observer0@{DOMAIN}"
+
+
+@pytest.fixture(scope="package")
+def relay(observer_address: str) -> Iterator[LocalRelay]:
+    """The relay the whole e2e package shares (services log at debug level)."""
+    root = stack_dir("chatmail-e2e-")
+    relay = LocalRelay(
+        root,
+        domain=DOMAIN,
+        config_sections={"chatmail": {"log_level": "debug"}},
+        postfix_settings={"always_bcc": observer_address},
+    )
+    with relay:
+        yield relay
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="package")
+def deltachat(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DeltaChat]:
+    """The real Delta Chat core (deltachat-rpc-server from PyPI)."""
+    accounts_dir = tmp_path_factory.mktemp("deltachat")
+    env = {**os.environ, "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}"}
+    with Rpc(
+        accounts_dir=str(accounts_dir / "accounts"),
+        rpc_server_path=str(VENV_BIN / "deltachat-rpc-server"),
+        env=env,
+    ) as rpc:
+        yield DeltaChat(rpc)

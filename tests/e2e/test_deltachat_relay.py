@@ -1,0 +1,282 @@
+"""End to end: real Delta Chat accounts on a whole local relay (Postfix, Dovecot, our services).
+
+The tests of this module share one relay and run in order: accounts are made first, the
+log check runs last.
+"""
+
+from __future__ import annotations
+
+import imaplib
+import os
+import re
+import smtplib
+import ssl
+import threading
+import time
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+TLS = ssl._create_unverified_context()
+IPV4 = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.])")
+IPV6 = re.compile(r"(?<![\w:])(?:[0-9a-fA-F]{1,4}:){2,7}[0-9a-fA-F]{0,4}(?![\w:])|::1\b")
+
+
+def maildir_files(home: Path) -> list[Path]:
+    """Every message file below an account's Maildir (all folders)."""
+    return sorted(p for p in home.rglob("*") if p.is_file() and p.parent.name in ("cur", "new"))
+
+
+def imap_login(relay, addr: str, password: str) -> imaplib.IMAP4_SSL:
+    imap = imaplib.IMAP4_SSL("127.0.0.1", relay.dovecot.imaps_port, ssl_context=TLS)
+    imap.login(addr, password)
+    return imap
+
+
+def submit(relay, addr: str, password: str, message: bytes, rcpts: list[str], sender=None):
+    """Send over SMTPS with the account's login; return (code, text) of the final reply."""
+    with smtplib.SMTP_SSL("127.0.0.1", relay.postfix.smtps_port, context=TLS, timeout=60) as smtp:
+        smtp.login(addr, password)
+        try:
+            smtp.sendmail(sender or addr, rcpts, message)
+        except smtplib.SMTPResponseException as exc:
+            return exc.smtp_code, exc.smtp_error.decode(errors="replace")
+        except smtplib.SMTPRecipientsRefused as exc:
+            code, text = next(iter(exc.recipients.values()))
+            return code, text.decode(errors="replace")
+    return 250, "ok"
+
+
+def cleartext(sender: str, rcpt: str, subject: str = "hi") -> bytes:
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = rcpt
+    message["Subject"] = subject
+    message.set_content("no encryption here")
+    return message.as_bytes().replace(b"\n", b"\r\n")
+
+
+def wait_until(predicate, timeout: float = 60.0, interval: float = 0.2):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(interval)
+
+
+@pytest.fixture(scope="module")
+def observer(relay, observer_address):
+    """The account every message is copied to (always_bcc); no client reads it."""
+    credentials = relay.new_credentials()
+    addr = observer_address
+    imap_login(relay, addr, credentials["password"]).logout()  # first login creates it
+    return Path(relay.config.chatmail.mailboxes_dir) / addr
+
+
+@pytest.fixture(scope="module")
+def pair(relay, deltachat, observer):
+    """Two Delta Chat accounts configured with fresh credentials (their first logins)."""
+    accounts = []
+    for _ in range(2):
+        credentials = relay.new_credentials()
+        account = deltachat.add_account()
+        account.add_or_update_transport(
+            relay.deltachat_transport(credentials["email"], credentials["password"])
+        )
+        account.bring_online()
+        accounts.append((account, credentials))
+    return accounts
+
+
+def test_first_login_creates_the_accounts(relay, pair):
+    mailboxes = Path(relay.config.chatmail.mailboxes_dir)
+    for _account, credentials in pair:
+        home = mailboxes / credentials["email"]
+        assert (home / "password").read_text().startswith("{SHA512-CRYPT}$6$")
+        assert (home / "enforceE2EEincoming").exists()
+
+
+def test_secure_join_and_encrypted_chat_both_ways(relay, pair, observer):
+    (alice, alice_cred), (bob, bob_cred) = pair
+    # A QR code without "v=3" makes the joiner send the cleartext vc-request first.
+    qr = alice.get_qr_code()
+    legacy_qr = re.sub(r"&v=3\b", "", qr)
+    assert legacy_qr != qr or "v=3" not in qr
+    bob.secure_join(legacy_qr)
+    alice.wait_for_securejoin_inviter_success()
+    bob.wait_for_securejoin_joiner_success()
+
+    bob_chat = bob.create_chat(alice)
+    bob_chat.send_text("hello alice")
+    assert alice.wait_for_incoming_msg().get_snapshot().text == "hello alice"
+    alice_chat = alice.create_chat(bob)
+    alice_chat.send_text("hello bob")
+    assert bob.wait_for_incoming_msg().get_snapshot().text == "hello bob"
+
+    def copies_from(addr: str) -> list[bytes]:
+        return [
+            p.read_bytes()
+            for p in maildir_files(observer)
+            if f"From: <{addr}>".encode() in p.read_bytes()
+        ]
+
+    assert wait_until(lambda: len(copies_from(alice_cred["email"])) >= 2)
+    assert wait_until(lambda: len(copies_from(bob_cred["email"])) >= 2)
+    seen_vc_request = False
+    for data in copies_from(alice_cred["email"]) + copies_from(bob_cred["email"]):
+        headers = data.split(b"\n\n", 1)[0]
+        if b"Secure-Join: vc-request" in headers:
+            seen_vc_request = True
+            continue
+        assert b"Content-Type: multipart/encrypted" in headers, headers
+        assert b"-----BEGIN PGP MESSAGE-----" in data
+        assert b"hello alice" not in data and b"hello bob" not in data
+    assert seen_vc_request, "the legacy join sent no cleartext vc-request"
+
+
+def test_cleartext_with_own_login_gets_523(relay, pair):
+    (_, alice), (_, bob) = pair
+    code, text = submit(
+        relay,
+        alice["email"],
+        alice["password"],
+        cleartext(alice["email"], bob["email"]),
+        [bob["email"]],
+    )
+    assert code == 523, text
+    assert "Encryption Needed" in text
+
+
+def test_cleartext_from_outside_on_port_25_gets_523(relay, pair):
+    (_, alice), _ = pair
+    with (
+        smtplib.SMTP("127.0.0.1", relay.postfix.smtp_port, timeout=60) as smtp,
+        pytest.raises(smtplib.SMTPDataError) as info,
+    ):
+        smtp.sendmail(
+            "someone@elsewhere.example",
+            [alice["email"]],
+            cleartext("someone@elsewhere.example", alice["email"]),
+        )
+    assert info.value.smtp_code == 523
+
+
+def test_from_header_not_matching_login_is_refused(relay, pair):
+    (_, alice), (_, bob) = pair
+    forged = cleartext(bob["email"], alice["email"])
+    code, text = submit(relay, alice["email"], alice["password"], forged, [alice["email"]])
+    assert code == 550, text
+    assert "From header" in text
+
+
+def test_sending_past_the_rate_limit_gets_450(relay, pair):
+    credentials = relay.new_credentials()
+    addr, password = credentials["email"], credentials["password"]
+    imap_login(relay, addr, password).logout()
+    (_, alice), _ = pair
+    codes = []
+    burst = relay.config.milter.max_user_send_burst_size
+    with smtplib.SMTP_SSL("127.0.0.1", relay.postfix.smtps_port, context=TLS, timeout=60) as smtp:
+        smtp.login(addr, password)
+        for _ in range(burst + 5):
+            try:
+                smtp.sendmail(addr, [alice["email"]], cleartext(addr, alice["email"]))
+                codes.append(250)
+            except smtplib.SMTPResponseException as exc:
+                codes.append(exc.smtp_code)
+                smtp.rset()
+            except smtplib.SMTPSenderRefused as exc:
+                codes.append(exc.smtp_code)
+                smtp.rset()
+    assert 450 in codes, codes
+    assert codes.index(450) >= burst - 1, codes
+
+
+def test_message_sent_while_milter_is_down_arrives_after_it_is_back(relay, pair, observer):
+    (alice, alice_cred), (bob, bob_cred) = pair
+    relay.stop_milter()
+    try:
+        # A plain SMTP client sees the temporary failure Postfix gives while the milter is away.
+        code, text = submit(
+            relay,
+            alice_cred["email"],
+            alice_cred["password"],
+            cleartext(alice_cred["email"], bob_cred["email"]),
+            [bob_cred["email"]],
+        )
+        assert 400 <= code < 500, (code, text)
+        # Delta Chat sends meanwhile; it retries after the temporary failure.
+        alice.create_chat(bob).send_text("sent while the milter was down")
+        time.sleep(3)
+    finally:
+        relay.start_milter()
+    message = bob.wait_for_incoming_msg().get_snapshot()
+    assert message.text == "sent while the milter was down"
+
+
+def test_auth_restart_while_logins_continue_loses_no_login(relay, pair):
+    (_, alice), _ = pair
+    failures: list[str] = []
+    logins = 0
+    stop = threading.Event()
+
+    def keep_logging_in() -> None:
+        nonlocal logins
+        while not stop.is_set():
+            try:
+                imap_login(relay, alice["email"], alice["password"]).logout()
+                logins += 1
+            except Exception as exc:  # any failure is a lost login
+                failures.append(repr(exc))
+
+    workers = [threading.Thread(target=keep_logging_in) for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    try:
+        for _ in range(3):
+            time.sleep(1)
+            relay.auth.restart()
+        time.sleep(1)
+    finally:
+        stop.set()
+        for worker in workers:
+            worker.join(60)
+    assert logins > 20
+    assert failures == []
+
+
+def test_mail_older_than_20_days_disappears_after_a_reaper_run(relay, observer):
+    files = maildir_files(observer)
+    assert len(files) >= 4
+    old = time.time() - 21 * 86400
+    aged = files[: len(files) // 2]
+    for path in aged:
+        os.utime(path, (old, old))
+    result = relay.expire("--verbose")
+    assert result.returncode == 0, result.stderr
+    remaining = maildir_files(observer)
+    assert not any(path.exists() for path in aged)
+    assert len(remaining) == len(files) - len(aged)
+
+    addr = observer.name
+    password_less = relay.dovecot.doveadm(
+        "-f", "flow", "mailbox", "status", "-u", addr, "messages", "INBOX"
+    )
+    assert f"messages={len(remaining)}" in password_less.stdout, password_less.stdout
+    relay.dovecot.doveadm("quota", "recalc", "-u", addr)
+    quota = relay.dovecot.doveadm("-f", "flow", "quota", "get", "-u", addr).stdout
+    storage = re.search(r"Type=STORAGE Value=(\d+)", quota)
+    assert storage, quota
+    expected_kib = sum(path.stat().st_size for path in remaining) // 1024
+    assert abs(int(storage.group(1)) - expected_kib) <= len(remaining), quota
+
+
+def test_no_service_log_line_contains_an_ip_address(relay):
+    logs = relay.service_logs()
+    assert logs.strip(), "the services logged nothing at debug level"
+    offending = [line for line in logs.splitlines() if IPV4.search(line) or IPV6.search(line)]
+    assert offending == []

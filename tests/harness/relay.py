@@ -1,0 +1,221 @@
+"""A complete chatmail relay on loopback: Postfix, Dovecot and the three services.
+
+Used by scripts/relay.sh, the end-to-end tests and bench/relay. The services run exactly as
+their units in systemd-units/ describe (ExecStart, socket path, owner and mode, user), with
+paths moved under one state root and the production mail user replaced by the test one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from chatmail_services.config import Config
+
+from . import MAIL_USER, VENV_BIN
+from .activation import ActivatedService
+from .dovecot import Dovecot
+from .fixtures import stack_config
+from .net import wait_for_unix
+from .postfix import Postfix
+from .units import UNITS_DIR, exec_start, read_unit, unit_value
+
+PRODUCTION_MAIL_USER = "vmail"
+
+
+@dataclass
+class Ports:
+    """Loopback ports of the relay; None picks a free one."""
+
+    smtp: int | None = None
+    submission: int | None = None
+    smtps: int | None = None
+    imap: int | None = None
+    imaps: int | None = None
+
+
+class LocalRelay:
+    """Everything a chatmail relay runs, under one state directory on loopback."""
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        domain: str = "chat.localhost",
+        ports: Ports | None = None,
+        config_sections: dict[str, dict[str, object]] | None = None,
+        milter: bool = True,
+        postfix_settings: dict[str, str] | None = None,
+    ) -> None:
+        ports = ports or Ports()
+        self.root = Path(root)
+        (self.root / "run").mkdir(parents=True, exist_ok=True)
+        self.root.joinpath("run").chmod(0o755)
+        self.auth_socket = self.root / "run" / "auth.sock"
+        sections = {
+            "chatmail": {"mail_domain": domain},
+            "auth": {"socket": self.auth_socket},
+            **(config_sections or {}),
+        }
+        self.config: Config = stack_config(self.root, **sections)
+        self.config_path = Path(self.config.path)
+        self.logs = self.root / "logs"
+        self.logs.mkdir(exist_ok=True)
+        self.postfix = Postfix(
+            self.root,
+            self.config,
+            milter_socket=Path(self.config.milter.socket) if milter else None,
+            smtp_port=ports.smtp,
+            submission_port=ports.submission,
+            smtps_port=ports.smtps,
+            settings=postfix_settings,
+        )
+        self.dovecot = Dovecot(
+            self.root,
+            self.config,
+            auth_socket=self.auth_socket,
+            lmtp_socket=self.postfix.lmtp_socket,
+            sasl_socket=self.postfix.sasl_socket,
+            imap_port=ports.imap,
+            imaps_port=ports.imaps,
+        )
+        self._socket_paths = {
+            "/run/chatmail/auth.sock": self.auth_socket,
+            "/var/spool/postfix/chatmail/milter.sock": Path(self.config.milter.socket),
+        }
+        self.auth = self._service("chatmail-auth")
+        self.milter = self._service("chatmail-milter") if milter else None
+
+    # -- services as their units describe them --
+
+    def _env(self) -> dict[str, str]:
+        return {"CHATMAIL_CONFIG": str(self.config_path)}
+
+    def _service(self, name: str) -> ActivatedService:
+        """A socket-activated service as systemd-units/<name>.{socket,service} describe it."""
+        socket_paths = self._socket_paths
+        socket_unit = read_unit(UNITS_DIR / f"{name}.socket")
+        service_unit = read_unit(UNITS_DIR / f"{name}.service")
+        listen = unit_value(socket_unit, "Socket", "ListenStream")
+        if listen not in socket_paths:
+            raise ValueError(
+                f"{name}.socket listens on {listen}, which the local relay does not map"
+            )
+        return ActivatedService(
+            exec_start(service_unit, VENV_BIN),
+            socket_paths[listen],
+            log_path=self.logs / f"{name}.log",
+            mode=int(unit_value(socket_unit, "Socket", "SocketMode") or "0666", 8),
+            user=self._user(unit_value(service_unit, "Service", "User")),
+            socket_user=self._user(unit_value(socket_unit, "Socket", "SocketUser")),
+            group=self._user(unit_value(socket_unit, "Socket", "SocketGroup")),
+            env=self._env(),
+            cwd=self.root,
+        )
+
+    def stop_milter(self) -> None:
+        """Stop the milter and its socket (`systemctl stop chatmail-milter.socket ...`)."""
+        if self.milter:
+            self.milter.close()
+            self.milter = None
+
+    def start_milter(self) -> None:
+        """Bring the milter's socket and service back."""
+        if not self.milter:
+            self.milter = self._service("chatmail-milter").start()
+
+    @staticmethod
+    def _user(name: str | None) -> str | None:
+        if name == PRODUCTION_MAIL_USER:
+            return MAIL_USER
+        return name
+
+    def expire(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """Run the reaper as chatmail-expire.service would (extra args appended)."""
+        unit = read_unit(UNITS_DIR / "chatmail-expire.service")
+        argv = [*exec_start(unit, VENV_BIN), *args]
+        user = self._user(unit_value(unit, "Service", "User")) or MAIL_USER
+        return subprocess.run(
+            ["setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups", "--", *argv],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env={**os.environ, **self._env()},
+            cwd=self.root,
+        )
+
+    def new_credentials(self) -> dict[str, str]:
+        """A fresh address and password, as `chatmail-auth new-credentials` prints them."""
+        result = subprocess.run(
+            [str(VENV_BIN / "chatmail-auth"), "new-credentials"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=30,
+            env={**os.environ, **self._env()},
+        )
+        return json.loads(result.stdout)
+
+    # -- lifecycle --
+
+    def start(self) -> LocalRelay:
+        try:
+            self.auth.start()
+            if self.milter:
+                self.milter.start()
+            self.dovecot.start()
+            self.postfix.start()
+            wait_for_unix(self.auth_socket)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        for stop in (self.postfix.stop, self.dovecot.stop):
+            with contextlib.suppress(Exception):  # keep stopping the rest
+                stop()
+        for service in (self.milter, self.auth):
+            if service:
+                service.close()
+
+    def service_logs(self) -> str:
+        """The log output of our services (not Postfix's or Dovecot's)."""
+        return "".join(path.read_text(errors="replace") for path in sorted(self.logs.glob("*.log")))
+
+    def deltachat_transport(self, addr: str, password: str) -> dict[str, object]:
+        """Parameters for deltachat-rpc-client's add_or_update_transport."""
+        return {
+            "addr": addr,
+            "password": password,
+            "imapServer": "127.0.0.1",
+            "imapPort": self.dovecot.imaps_port,
+            "imapSecurity": "ssl",
+            "smtpServer": "127.0.0.1",
+            "smtpPort": self.postfix.smtps_port,
+            "smtpSecurity": "ssl",
+            "certificateChecks": "acceptInvalidCertificates",
+        }
+
+    def describe(self) -> str:
+        """How a client connects, for people."""
+        domain = self.config.chatmail.mail_domain
+        imap, smtp = self.dovecot, self.postfix
+        return "\n".join(
+            [
+                f"chatmail relay for {domain} is up (state in {self.root})",
+                f"  IMAP  127.0.0.1:{imap.imaps_port} (TLS), 127.0.0.1:{imap.imap_port} (STARTTLS)",
+                f"  SMTP  127.0.0.1:{smtp.smtps_port} (TLS), "
+                f"127.0.0.1:{smtp.submission_port} (STARTTLS), incoming 127.0.0.1:{smtp.smtp_port}",
+            ]
+        )
+
+    def __enter__(self) -> LocalRelay:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
