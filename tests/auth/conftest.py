@@ -1,0 +1,28 @@
+"""Fixtures of the auth tests: resolved settings and the daemon under socket activation."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from auth.authtools import Daemon
+from chatmail_services.authsocket.accounts import Settings, settings_from_config
+
+from chatmail_services.config import Config
+
+
+@pytest.fixture
+def settings(config: Config) -> Settings:
+    return settings_from_config(config)
+
+
+@pytest.fixture
+def daemon(config: Config, tmp_path: Path) -> Iterator[Daemon]:
+    """chatmail-auth serve started by systemd-socket-activate; must stop cleanly."""
+    server = Daemon(config, tmp_path).start()
+    yield server
+    status = server.stop()
+    log = server.log_text()
+    assert "Traceback" not in log, log
+    assert status == 0, log
