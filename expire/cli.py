@@ -17,6 +17,8 @@ from . import report
 from .rules import Policy
 from .scan import run
 
+_PAST = {"delete": "deleted", "remove": "removed", "leave": "left"}
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -40,16 +42,16 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(config.chatmail.log_level, "chatmail.expire")
     log_config_warnings(config)
     dry_run = not args.remove
-    verb = "would " if dry_run else ""
 
     def on_error(account: str, path: str, exc: OSError) -> None:
         shown = account if args.verbose else ("<account>" if account else "")
         where = "/".join(p for p in (shown, path) if p) or config.chatmail.mailboxes_dir
         print(f"chatmail-expire: {where}: {exc.strerror or exc}", file=sys.stderr)
 
-    def on_action(account: str, what: str) -> None:
+    def on_action(account: str, verb: str, what: str) -> None:
         if args.verbose:
-            print(f"{verb}{what} [{account}]" if dry_run else f"{what} [{account}]", flush=False)
+            done = f"would {verb}" if dry_run else _PAST[verb]
+            print(f"{done} {what} [{account}]")
 
     started = time.monotonic()
     stats = run(

@@ -26,7 +26,7 @@ _MAX_DEPTH = 32
 MAILDIRSIZE = "maildirsize"
 
 ErrorHandler = Callable[[str, str, OSError], None]  # (account, path in account, error)
-ActionHandler = Callable[[str, str], None]  # (account, what happened)
+ActionHandler = Callable[[str, str, str], None]  # (account, verb, what): "delete", "x (age)"
 
 
 @dataclass
@@ -136,7 +136,7 @@ def _without_password(state: _Pass, root_fd: int, name: str, fd: int) -> None:
         empty = next(it, None) is None
     if not empty:
         state.stats.dirs_without_password += 1
-        state.on_action(name, "left: directory without password file is not empty")
+        state.on_action(name, "leave", "non-empty directory without password file")
         return
     mtime = os.stat(name, dir_fd=root_fd, follow_symlinks=False).st_mtime
     if not may_remove_empty_dir(mtime, state.now):
@@ -151,7 +151,7 @@ def _without_password(state: _Pass, root_fd: int, name: str, fd: int) -> None:
                 return
             raise
     state.stats.empty_dirs_removed += 1
-    state.on_action(name, "removed empty directory without password file")
+    state.on_action(name, "remove", "empty directory without password file")
 
 
 # -- rules 3 to 5 --
@@ -252,7 +252,7 @@ def _delete(state: _Pass, account: str, fd: int, deletions: list[Deletion]) -> N
             stats.messages_removed += 1
             stats.bytes_removed += message.size
             stats.messages_by_rule[rule] += 1
-            state.on_action(account, f"{rule}: {message.path}")
+            state.on_action(account, "delete", f"{message.path} ({rule})")
     finally:
         for box_fd in box_fds.values():
             if box_fd is not None:
@@ -295,7 +295,7 @@ def _remove_account(state: _Pass, root_fd: int, name: str, fd: int) -> None:
             _clear(state, name, fd, "", depth=0, keep=None)
             os.rmdir(name, dir_fd=root_fd)
     state.stats.accounts_removed += 1
-    state.on_action(name, "removed inactive account")
+    state.on_action(name, "remove", "inactive account")
 
 
 def _clear(state: _Pass, account: str, fd: int, where: str, depth: int, keep: str | None) -> None:

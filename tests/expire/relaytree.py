@@ -101,7 +101,7 @@ def snapshot(top: Path) -> dict[str, tuple]:
 class Outcome:
     stats: object
     errors: list[tuple[str, str, OSError]]
-    actions: list[tuple[str, str]]
+    actions: list[tuple[str, str, str]]
 
 
 def reap(root: Path, policy, now: float, remove: bool = True) -> Outcome:
@@ -109,13 +109,13 @@ def reap(root: Path, policy, now: float, remove: bool = True) -> Outcome:
     from chatmail_services.expire.scan import run
 
     errors: list[tuple[str, str, OSError]] = []
-    actions: list[tuple[str, str]] = []
+    actions: list[tuple[str, str, str]] = []
     stats = run(
         str(root),
         policy,
         now,
         remove=remove,
         on_error=lambda account, path, exc: errors.append((account, path, exc)),
-        on_action=lambda account, what: actions.append((account, what)),
+        on_action=lambda account, verb, what: actions.append((account, verb, what)),
     )
     return Outcome(stats, errors, actions)

@@ -78,7 +78,7 @@ def test_rule2_directory_without_password(relay, policy):
     assert old_mail.exists()  # not ours: left alone, reported
     assert out.stats.empty_dirs_removed == 1
     assert out.stats.dirs_without_password == 1
-    assert ("foreign@chat.example", "left: directory without password file is not empty") in (
+    assert ("foreign@chat.example", "leave", "non-empty directory without password file") in (
         out.actions
     )
 

@@ -1,0 +1,159 @@
+"""The chatmail-expire command: output forms, privacy, metrics, exit status."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from chatmail_services.expire import cli
+from expire.relaytree import Relay, snapshot
+
+from chatmail_services.layout import DAY
+
+EXE = str(Path(sys.executable).parent / "chatmail-expire")
+A = "alice0001@chat.example"
+B = "bob000002@chat.example"
+C = "carol0003@chat.example"
+
+
+def run_cli(config, *args, env=None, cwd=None):
+    return subprocess.run(
+        [EXE, "--config", config.path, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+        cwd=cwd or Path(config.path).parent,
+    )
+
+
+@pytest.fixture
+def live(config):
+    """A relay tree relative to the real clock, ages hours away from every threshold."""
+    relay = Relay(Path(config.chatmail.mailboxes_dir), now=int(time.time()))
+    relay.account(A, folders=(".DeltaChat",))
+    relay.maildirsize(A)
+    relay.message(A, age=25 * DAY, folder=".DeltaChat")
+    relay.message(A, age=2 * DAY, folder=".DeltaChat")
+    relay.account(B, login_days_ago=120)
+    relay.message(B, age=DAY, size=300)
+    relay.account(C)
+    relay.message(C, age=DAY)
+    return relay
+
+
+def test_dry_run_is_default_and_changes_nothing(config, live):
+    before = snapshot(live.root)
+    result = run_cli(config)
+    assert result.returncode == 0, result.stderr
+    assert snapshot(live.root) == before
+    assert result.stdout.startswith("dry run: scanned 3 accounts, would remove 1 accounts")
+    assert result.stdout.count("\n") == 1
+
+
+def test_remove_summary_and_json(config, live):
+    dry = json.loads(run_cli(config, "--json").stdout)
+    result = run_cli(config, "--remove", "--json")
+    assert result.returncode == 0, result.stderr
+    done = json.loads(result.stdout)
+    assert dry["dry_run"] is True and done["dry_run"] is False
+    for key in ("accounts_scanned", "accounts_removed", "messages_removed", "bytes_removed"):
+        assert dry[key] == done[key]
+    assert done["accounts_scanned"] == 3
+    assert done["accounts_removed"] == 1
+    assert done["messages_removed"] == 2
+    assert done["messages_by_rule"] == {"inactive": 1, "age": 1, "large": 0, "quota": 0}
+    assert done["errors"] == 0
+    assert isinstance(done["seconds"], float)
+    assert not (live.root / B).exists()
+    again = run_cli(config, "--remove")
+    assert "scanned 2 accounts, removed 0 accounts and 0 messages (0 bytes)" in again.stdout
+
+
+def test_addresses_only_with_verbose(config, live):
+    quiet = run_cli(config)
+    assert "@" not in quiet.stdout + quiet.stderr
+    loud = run_cli(config, "--verbose")
+    assert f"would remove inactive account [{B}]" in loud.stdout
+    assert loud.stdout.count("would delete .DeltaChat/cur/") == 1
+    assert f" (age) [{A}]" in loud.stdout
+    quiet_removal = run_cli(config, "--remove")
+    assert "@" not in quiet_removal.stdout + quiet_removal.stderr
+
+
+def test_textfile_metrics_written_atomically(config, live, tmp_path):
+    metrics_dir = tmp_path / "textfiles"
+    metrics_dir.mkdir()
+    target = metrics_dir / "chatmail_expire.prom"
+    target.write_text("old\n")
+    result = run_cli(config, "--remove", "--textfile", str(target))
+    assert result.returncode == 0, result.stderr
+    assert os.listdir(metrics_dir) == ["chatmail_expire.prom"]  # no temporary left behind
+    text = target.read_text()
+    values = dict(
+        line.rsplit(" ", 1) for line in text.splitlines() if line and not line.startswith("#")
+    )
+    assert values["chatmail_expire_accounts_scanned"] == "3"
+    assert values["chatmail_expire_accounts_removed"] == "1"
+    assert values['chatmail_expire_messages_removed{rule="age"}'] == "1"
+    assert values['chatmail_expire_messages_removed{rule="inactive"}'] == "1"
+    assert values["chatmail_expire_last_run_dry"] == "0"
+    assert values["chatmail_expire_errors"] == "0"
+    assert abs(float(values["chatmail_expire_last_run_timestamp_seconds"]) - time.time()) < 60
+    assert "# TYPE chatmail_expire_bytes_removed gauge" in text
+    assert "@" not in text
+
+
+def test_unprocessable_entry_exits_1_and_is_reported(config, live):
+    stuck = live.message(C, age=30 * DAY)
+    subprocess.run(["chattr", "+i", str(stuck)], check=True)
+    try:
+        result = run_cli(config, "--remove")
+    finally:
+        subprocess.run(["chattr", "-i", str(stuck)], check=True)
+    assert result.returncode == 1
+    assert stuck.exists()
+    assert not (live.root / B).exists()  # the rest was processed
+    lines = result.stderr.strip().splitlines()
+    assert lines == [f"chatmail-expire: <account>/cur/{stuck.name}: Operation not permitted"]
+    assert "1 errors" in result.stdout
+
+
+def test_missing_mailboxes_dir_exits_1(make_config, tmp_path):
+    config = make_config(chatmail={"mailboxes_dir": tmp_path / "nowhere"})
+    result = run_cli(config)
+    assert result.returncode == 1
+    assert f"{tmp_path / 'nowhere'}: No such file or directory" in result.stderr
+
+
+def test_bad_config_exits_78(tmp_path):
+    bad = tmp_path / "bad.ini"
+    bad.write_text("[expire]\ndelete_mails_after = soon\n")
+    result = subprocess.run([EXE, "--config", str(bad)], capture_output=True, text=True)
+    assert result.returncode == 78
+    assert "[expire] delete_mails_after" in result.stderr
+
+
+def test_in_process_main_reports_errors_masked(config, live, monkeypatch, capsys):
+    real_unlink = os.unlink
+
+    def failing(path, *args, **kwargs):
+        if path == "password":
+            raise PermissionError(13, "Permission denied")
+        return real_unlink(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "unlink", failing)
+    assert cli.main(["--config", config.path, "--remove"]) == 1
+    err = capsys.readouterr().err
+    assert "chatmail-expire: <account>: Permission denied" in err
+    assert "@" not in err
+    assert before_after_same_password(live.root / B)
+
+
+def before_after_same_password(home: Path) -> bool:
+    return (home / "password").exists()
