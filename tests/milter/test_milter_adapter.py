@@ -1,0 +1,233 @@
+"""The libmilter adapter through pymilter's own test context (Milter.testctx.TestCtx)."""
+
+from __future__ import annotations
+
+import functools
+import io
+import logging
+
+import Milter
+import pytest
+from chatmail_services.milter.adapter import ChatmailMilter, Service
+from chatmail_services.milter.ratelimit import RateLimiter
+from Milter import testctx
+
+ALICE = "alice1234@chat.example"
+BOB = "bob123456@chat.example"
+
+
+def make_service(**overrides) -> Service:
+    values = {
+        "limiter": RateLimiter(60, 10),
+        "enforces_encryption": lambda rcpt: True,
+        "max_message_size": 31457280,
+        "spool_threshold": 1 << 20,
+        "spool_dir": None,
+    }
+    values.update(overrides)
+    return Service(**values)
+
+
+def split_headers(data: bytes) -> tuple[list[tuple[str, str]], bytes]:
+    """Headers as Postfix hands them to a milter (folds kept as LF), and the CRLF body."""
+    head, _, body = data.partition(b"\r\n\r\n")
+    headers: list[tuple[str, str]] = []
+    for line in head.decode().split("\r\n"):
+        if line[:1] in (" ", "\t"):
+            name, value = headers[-1]
+            headers[-1] = (name, value + "\n" + line)
+        else:
+            name, _, value = line.partition(":")
+            headers.append((name, value.lstrip(" ")))
+    return headers, body
+
+
+class Session:
+    """One SMTP connection to the milter through TestCtx."""
+
+    def __init__(self, service: Service, login: str | None = ALICE) -> None:
+        Milter.factory = functools.partial(ChatmailMilter, service)
+        self.ctx = testctx.TestCtx()
+        if login is not None:
+            self.ctx._setsymval("{auth_authen}", login)
+        self.ctx._setsymval("i", "4XyZ123")
+        assert self.ctx._connect() == Milter.CONTINUE
+        self.milter: ChatmailMilter = self.ctx.getpriv()
+
+    def send(self, data: bytes, sender: str = ALICE, rcpts=(BOB,), stop_before_eom=False):
+        self.ctx._reply = None
+        rc = self.ctx._envfrom(f"<{sender}>")
+        if rc != Milter.CONTINUE:
+            return rc
+        for rcpt in rcpts:
+            assert self.ctx._envrcpt(f"<{rcpt}>") == Milter.CONTINUE
+        headers, body = split_headers(data)
+        for name, value in headers:
+            rc = self.ctx._header(name, value)
+            if rc != Milter.CONTINUE:
+                return rc
+        assert self.ctx._eoh() == Milter.CONTINUE
+        rc = self.ctx._feed_body(io.BytesIO(body))
+        if rc != Milter.CONTINUE or stop_before_eom:
+            return rc
+        return self.ctx._eom()
+
+    @property
+    def reply(self):
+        return self.ctx._reply
+
+
+def test_negotiates_away_every_step_it_does_not_use():
+    Milter.factory = functools.partial(ChatmailMilter, make_service())
+    ctx = testctx.TestCtx()
+    ctx._connect()
+    protocol = ctx.getpriv()._protocol
+    for step in ("P_NOCONNECT", "P_NOHELO", "P_NODATA", "P_NOEOH", "P_NOUNKNOWN"):
+        assert protocol & getattr(Milter, step), step
+    for step in ("P_NOMAIL", "P_NORCPT", "P_NOHDRS", "P_NOBODY"):
+        assert not protocol & getattr(Milter, step), step
+
+
+def test_samples_accepted_and_cleartext_refused_with_523(samples):
+    session = Session(make_service())
+    for sample in samples:
+        session.ctx._setsymval("{auth_authen}", sample.sender)
+        rc = session.send(sample.data, sample.sender, (sample.rcpt,))
+        if sample.name.startswith("00-"):
+            assert rc == Milter.REJECT
+            assert session.reply == ("523", "5.7.10", "Encryption Needed: Invalid Unencrypted Mail")
+        else:
+            assert rc == Milter.ACCEPT, sample.name
+            assert session.reply is None
+            assert not session.ctx._envfromchanged  # outgoing mail is never changed
+            assert not session.ctx._headerschanged
+
+
+def test_rate_limit_answers_450_at_mail_from(build):
+    session = Session(make_service(limiter=RateLimiter(60, 3)))
+    message = build.secure_join_message()
+    assert [session.send(message) for _ in range(3)] == [Milter.ACCEPT] * 3
+    assert session.send(message) == Milter.TEMPFAIL
+    assert session.reply == ("450", "4.7.1", f"Too much mail from <{ALICE}>")
+
+
+def test_rate_limit_reply_text_escapes_percent():
+    session = Session(make_service(limiter=RateLimiter(60, 1)), login="a%b@chat.example")
+    session.send(b"From: <a%b@chat.example>\r\n\r\nx\r\n", sender="a%b@chat.example")
+    assert session.send(b"x", sender="a%b@chat.example") == Milter.TEMPFAIL
+    assert session.reply == ("450", "4.7.1", "Too much mail from <a%%b@chat.example>")
+
+
+def test_sender_not_login_refused_at_mail_from(build):
+    session = Session(make_service(), login=BOB)
+    assert session.send(build.secure_join_message()) == Milter.REJECT
+    assert session.reply == ("550", "5.7.1", "Sender address does not match login")
+
+
+def test_from_header_mismatch_refused_550(build):
+    session = Session(make_service())
+    message = build.secure_join_message(sender=BOB)
+    assert session.send(message) == Milter.REJECT
+    assert session.reply == ("550", "5.7.1", "From header does not match sender")
+
+
+def test_incoming_cleartext_refused_and_forged_sender_reset(samples, build):
+    session = Session(make_service(), login=None)
+    assert session.send(build.plain_message(sender="x@other.example"), "x@other.example") == (
+        Milter.REJECT
+    )
+    assert session.reply[0] == "523"
+    sample = samples[5]
+    assert session.send(sample.data, "bounce@lists.example", (sample.rcpt,)) == Milter.ACCEPT
+    assert session.ctx._envfromchanged
+    assert session.ctx._sender == "<>"
+
+
+def test_incoming_cleartext_to_non_enforcing_recipient_accepted(build):
+    session = Session(make_service(enforces_encryption=lambda rcpt: False), login=None)
+    assert session.send(build.plain_message(sender="x@other.example"), "x@other.example") == (
+        Milter.ACCEPT
+    )
+
+
+def test_oversized_message_refused_552_while_body_arrives(samples):
+    sample = next(s for s in samples if s.name.startswith("16b"))
+    session = Session(make_service(max_message_size=100_000, spool_threshold=10_000))
+    session.ctx._setsymval("{auth_authen}", sample.sender)
+    rc = session.send(sample.data, sample.sender, (sample.rcpt,), stop_before_eom=True)
+    assert rc == Milter.REJECT
+    assert session.reply == ("552", "5.3.4", "Message size exceeds fixed limit")
+    assert 100_000 < session.milter.size <= 100_000 + 8192  # stopped at the first chunk over
+
+
+def test_large_message_is_spooled_to_a_file_and_accepted(samples, tmp_path):
+    sample = next(s for s in samples if s.name.startswith("16b"))
+    session = Session(make_service(spool_threshold=50_000, spool_dir=str(tmp_path)))
+    session.ctx._setsymval("{auth_authen}", sample.sender)
+    rc = session.send(sample.data, sample.sender, (sample.rcpt,), stop_before_eom=True)
+    assert rc == Milter.CONTINUE
+    assert session.milter.spool.spooled
+    assert session.ctx._eom() == Milter.ACCEPT
+    assert session.milter.spool is None
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_internal_error_is_451_with_traceback_never_accept(build, caplog):
+    def broken(rcpt: str) -> bool:
+        raise PermissionError("marker unreadable")
+
+    session = Session(make_service(enforces_encryption=broken), login=None)
+    with caplog.at_level(logging.INFO, logger="chatmail.milter"):
+        rc = session.send(build.plain_message(sender="x@other.example"), "x@other.example")
+    assert rc == Milter.TEMPFAIL
+    assert session.reply == ("451", "4.3.0", "Internal error, please try again later")
+    assert "Traceback" in caplog.text and "marker unreadable" in caplog.text
+
+
+def test_unusable_spool_dir_is_451(samples, tmp_path):
+    sample = next(s for s in samples if s.name.startswith("16b"))
+    service = make_service(spool_threshold=1000, spool_dir=str(tmp_path / "missing"))
+    session = Session(service)
+    session.ctx._setsymval("{auth_authen}", sample.sender)
+    assert session.send(sample.data, sample.sender, (sample.rcpt,)) == Milter.TEMPFAIL
+    assert session.reply[:2] == ("451", "4.3.0")
+
+
+def test_one_log_line_per_rejection_without_addresses(build, caplog):
+    session = Session(make_service())
+    with caplog.at_level(logging.INFO, logger="chatmail.milter"):
+        session.send(build.plain_message())
+    lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
+    assert lines == [
+        "4XyZ123: reject 523 5.7.10: outgoing cleartext: top level is text/plain,"
+        " not multipart/encrypted"
+    ]
+    assert "@" not in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG, logger="chatmail.milter"):
+        session.send(build.plain_message())
+    assert ALICE in caplog.text  # addresses only at debug
+
+
+def test_state_is_reset_between_messages_of_one_connection(samples, build):
+    session = Session(make_service())
+    sample = samples[5]
+    session.ctx._setsymval("{auth_authen}", sample.sender)
+    assert session.send(sample.data, sample.sender, (sample.rcpt,)) == Milter.ACCEPT
+    assert session.send(build.plain_message(sender=sample.sender), sample.sender) == Milter.REJECT
+    assert session.send(sample.data, sample.sender, (sample.rcpt,)) == Milter.ACCEPT
+    session.ctx._abort()
+
+
+@pytest.mark.parametrize("value", ["multipart/encrypted", "text/plain"])
+def test_adapter_and_check_agree(samples, value):
+    """The adapter reconstructs the same message the policy sees from the file."""
+    from chatmail_services.milter import mime, policy
+
+    sample = samples[5] if value == "multipart/encrypted" else samples[0]
+    session = Session(make_service())
+    session.ctx._setsymval("{auth_authen}", sample.sender)
+    rc = session.send(sample.data, sample.sender, (sample.rcpt,))
+    env = policy.Envelope(sample.sender, (sample.rcpt,), sample.sender)
+    verdict = policy.decide(mime.parse_message(sample.data), env, lambda r: True)
+    assert (rc == Milter.ACCEPT) == verdict.accepted
