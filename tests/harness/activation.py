@@ -15,8 +15,9 @@ import socket
 import subprocess
 from pathlib import Path
 
-# fd 3 := the socket, then the service itself with LISTEN_PID = its own pid ($$ survives exec).
-_WRAPPER = 'exec 3<&"$0"; exec {fd}<&-; LISTEN_FDS=1 LISTEN_PID=$$ exec "$@"'
+# The service itself with LISTEN_PID = its own pid ($$ survives exec) and the socket on fd 3.
+_WRAPPER = 'LISTEN_FDS=1 LISTEN_PID=$$ exec "$@"'
+_MOVE_TO_FD3 = "exec 3<&{fd} {fd}<&-; "
 
 
 class ActivatedService:
@@ -70,7 +71,8 @@ class ActivatedService:
 
     def start(self) -> ActivatedService:
         fd = self.listener.fileno()
-        command = ["sh", "-c", _WRAPPER.replace("{fd}", str(fd)), str(fd), *self.argv]
+        script = ("" if fd == 3 else _MOVE_TO_FD3.format(fd=fd)) + _WRAPPER
+        command = ["sh", "-c", script, "sh", *self.argv]
         if self.user:
             gid = pwd.getpwnam(self.user).pw_gid
             command = [

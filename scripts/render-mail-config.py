@@ -1,0 +1,82 @@
+"""Render the production Postfix and Dovecot configuration from docs/templates/.
+
+    .venv/bin/python scripts/render-mail-config.py --config /etc/chatmail/chatmail.ini \\
+        --tls-cert /etc/ssl/certs/chat.pem --tls-key /etc/ssl/private/chat.key --out DIR
+
+writes DIR/postfix/{main.cf,master.cf,submission_header_cleanup,login_map} and
+DIR/dovecot/{dovecot.conf,chatmail-auth.conf.ext}, filled with the production values that
+docs/relay.md lists. The local relay (scripts/relay.sh) renders the same templates.
+"""
+
+from __future__ import annotations
+
+import argparse
+import pwd
+import shutil
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from harness import TEMPLATES
+from harness.render import render
+
+from chatmail_services.config import load_config
+
+
+def production_values(config, cert: str, key: str, mail_user: str) -> dict[str, object]:
+    """The placeholder values of a production relay (Debian paths, standard ports)."""
+    entry = pwd.getpwnam(mail_user)
+    return {
+        "mail_domain": config.chatmail.mail_domain,
+        "mailboxes_dir": config.chatmail.mailboxes_dir,
+        "max_message_size": config.chatmail.max_message_size,
+        "inet_protocols": "all",
+        "tls_cert": cert,
+        "tls_key": key,
+        "config_dir": "/etc/postfix",
+        "smtp_listen": "smtp",
+        "submission_listen": "submission",
+        "smtps_listen": "submissions",
+        "chroot": "y",
+        "listen": "*, ::",
+        "base_dir": "/run/dovecot",
+        "state_dir": "/var/lib/dovecot",
+        "log_path": "syslog",
+        "mail_uid": entry.pw_uid,
+        "mail_gid": entry.pw_gid,
+        "mail_user": mail_user,
+        "auth_dict_conf": "/etc/dovecot/chatmail-auth.conf.ext",
+        "auth_socket": "/run/chatmail/auth.sock",
+        "imap_port": 143,
+        "imaps_port": 993,
+        "lmtp_socket": "/var/spool/postfix/private/dovecot-lmtp",
+        "sasl_socket": "/var/spool/postfix/private/auth",
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", help="chatmail.ini (default: as the services find it)")
+    parser.add_argument("--tls-cert", required=True)
+    parser.add_argument("--tls-key", required=True)
+    parser.add_argument("--mail-user", default="vmail")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    values = production_values(
+        load_config(args.config), args.tls_cert, args.tls_key, args.mail_user
+    )
+    for part in ("postfix", "dovecot"):
+        (args.out / part).mkdir(parents=True, exist_ok=True)
+    for name in ("main.cf", "master.cf"):
+        render(f"postfix/{name}", values, args.out / "postfix" / name)
+    for name in ("submission_header_cleanup", "login_map"):
+        shutil.copy(TEMPLATES / "postfix" / name, args.out / "postfix" / name)
+    for name in ("dovecot.conf", "chatmail-auth.conf.ext"):
+        render(f"dovecot/{name}", values, args.out / "dovecot" / name)
+    print(f"rendered into {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,54 @@
+"""The production rendering of docs/templates/ is accepted by Postfix's and Dovecot's parsers."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from harness import REPO, VENV_BIN
+
+
+def test_production_configs_parse(tmp_path: Path, config):
+    out = tmp_path / "rendered"
+    subprocess.run(
+        [
+            str(VENV_BIN / "python"),
+            str(REPO / "scripts" / "render-mail-config.py"),
+            "--config",
+            config.path,
+            "--tls-cert",
+            "/etc/ssl/certs/ssl-cert-snakeoil.pem",
+            "--tls-key",
+            "/etc/ssl/private/ssl-cert-snakeoil.key",
+            "--mail-user",
+            "chatmaildev",
+            "--out",
+            str(out),
+        ],
+        check=True,
+        cwd=tmp_path,
+        timeout=60,
+    )
+    postconf = subprocess.run(
+        ["postconf", "-c", str(out / "postfix"), "-n"], capture_output=True, text=True, check=True
+    )
+    assert "milter_default_action = tempfail" in postconf.stdout
+    assert "smtpd_milters = unix:chatmail/milter.sock" in postconf.stdout
+    assert "postconf: warning" not in postconf.stderr, postconf.stderr
+    master = subprocess.run(
+        ["postconf", "-c", str(out / "postfix"), "-M"], capture_output=True, text=True, check=True
+    )
+    services = {tuple(line.split()[:2]): line for line in master.stdout.splitlines() if line}
+    for name in ("smtp", "submission", "submissions"):
+        line = services[(name, "inet")]
+        assert line.split()[4] == "y", line  # chrooted, as on Debian
+    assert "cleanup_service_name=authclean" in services[("submissions", "inet")]
+    doveconf = subprocess.run(
+        ["doveconf", "-c", str(out / "dovecot" / "dovecot.conf"), "-n"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "driver = dict" in doveconf.stdout
+    assert "last_login_dict = proxy:/run/chatmail/auth.sock:lastlogin" in doveconf.stdout
+    assert "chat.example" in (out / "postfix" / "main.cf").read_text()
