@@ -1,0 +1,218 @@
+"""Build, install and purge the Debian package for the package test (root on Debian 12).
+
+Everything runs with a clean environment (the developer's PATH may put another Python, e.g.
+pyenv's, before /usr/bin, and pybuild must use Debian's). The build happens in a temporary
+copy of the repository, never in the shared work tree.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import grp
+import json
+import os
+import pwd
+import shlex
+import socket
+import subprocess
+import tarfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+PACKAGE = "chatmail-services"
+CLEAN_ENV = {
+    "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+    "LANG": "C.UTF-8",
+    "LC_ALL": "C.UTF-8",
+    "DEBIAN_FRONTEND": "noninteractive",
+    "HOME": "/root",
+}
+LOCK_PATH = Path("/run/lock/chatmail-services-package-test.lock")
+
+
+def run(argv: list[str], *, timeout: float = 600, **kwargs) -> subprocess.CompletedProcess[str]:
+    """Run with the clean environment; never raises on a non-zero exit."""
+    env = {**CLEAN_ENV, **kwargs.pop("env", {})}
+    kwargs.setdefault("cwd", "/")
+    return subprocess.run(
+        argv, env=env, capture_output=True, text=True, timeout=timeout, check=False, **kwargs
+    )
+
+
+@contextlib.contextmanager
+def exclusive(timeout: float = 900) -> Iterator[None]:
+    """One package test per machine at a time (they install the same package)."""
+    LOCK_PATH.parent.mkdir(parents=True, exist_ok=True)
+    with LOCK_PATH.open("w") as fh:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{LOCK_PATH} held for {timeout} s") from None
+                time.sleep(1)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def copy_repo(dest: Path) -> Path:
+    """Copy the work tree's tracked and untracked, not ignored, files to dest."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO,
+        capture_output=True,
+        check=True,
+    ).stdout.split(b"\0")
+    dest.mkdir(parents=True)
+    archive = dest.parent / "source.tar"
+    with tarfile.open(archive, "w") as tar:
+        for raw in listed:
+            name = raw.decode()
+            path = REPO / name
+            # skip deleted files, VCS and CI metadata, and anything that is not a regular file
+            if not name or name.startswith((".git", ".ci/")) or not path.is_file():
+                continue
+            tar.add(path, arcname=name, recursive=False)
+    with tarfile.open(archive) as tar:
+        tar.extractall(dest, filter="tar")
+    archive.unlink()
+    return dest
+
+
+def build(source: Path) -> tuple[Path, Path, str]:
+    """dpkg-buildpackage -us -uc -b in source; return (.deb, .changes, log)."""
+    result = run(["dpkg-buildpackage", "-us", "-uc", "-b"], cwd=source)
+    log = result.stdout + result.stderr
+    if result.returncode != 0:
+        raise AssertionError(f"dpkg-buildpackage failed:\n{log[-6000:]}")
+    debs = sorted(source.parent.glob(f"{PACKAGE}_*_all.deb"))
+    changes = sorted(source.parent.glob(f"{PACKAGE}_*.changes"))
+    assert len(debs) == 1 and len(changes) == 1, log[-3000:]
+    return debs[0], changes[0], log
+
+
+def dpkg(*args: str) -> subprocess.CompletedProcess[str]:
+    """dpkg, waiting while another package manager holds the lock."""
+    deadline = time.monotonic() + 300
+    while True:
+        result = run(["dpkg", *args])
+        locked = "lock" in result.stderr and "dpkg" in result.stderr
+        if result.returncode == 0 or not locked or time.monotonic() > deadline:
+            return result
+        time.sleep(2)
+
+
+def status() -> str:
+    """dpkg's status of the package ("install ok installed", "deinstall ok config-files", "")."""
+    result = run(["dpkg-query", "-W", "-f=${Status}", PACKAGE])
+    return result.stdout.strip() if result.returncode == 0 else ""
+
+
+def listed_files() -> set[str]:
+    return set(run(["dpkg", "-L", PACKAGE]).stdout.split("\n")) - {""}
+
+
+def user_exists(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
+
+
+def read_unit(path: Path) -> dict[str, dict[str, list[str]]]:
+    """A unit file as {section: {key: [values in order]}}."""
+    sections: dict[str, dict[str, list[str]]] = {}
+    current: dict[str, list[str]] = {}
+    for line in path.read_text().replace("\\\n", " ").splitlines():
+        line = line.strip()
+        if not line or line[0] in "#;":
+            continue
+        if line.startswith("["):
+            current = sections.setdefault(line.strip("[]"), {})
+        else:
+            key, _, value = line.partition("=")
+            current.setdefault(key.strip(), []).append(value.strip())
+    return sections
+
+
+def last(unit: dict[str, dict[str, list[str]]], section: str, key: str, default: str = "") -> str:
+    values = unit.get(section, {}).get(key) or [default]
+    return values[-1]
+
+
+def exec_start(unit: dict[str, dict[str, list[str]]]) -> list[str]:
+    """The unit's ExecStart as argv (special prefixes such as "-" or "+" dropped)."""
+    return shlex.split(last(unit, "Service", "ExecStart").lstrip("-@:+!"))
+
+
+def as_unit_user(unit: dict[str, dict[str, list[str]]]) -> list[str]:
+    """setpriv prefix that runs a command as the unit's User= and Group=, as systemd would."""
+    user = last(unit, "Service", "User", "root")
+    group = last(unit, "Service", "Group", user)
+    return ["setpriv", f"--reuid={user}", f"--regid={group}", "--init-groups", "--"]
+
+
+def exposure(unit_path: Path) -> float:
+    """The overall exposure `systemd-analyze security --offline=true` gives the unit."""
+    result = run(["systemd-analyze", "security", "--offline=true", str(unit_path)])
+    for line in result.stdout.splitlines():
+        if "Overall exposure level" in line:
+            return float(line.split(":", 1)[1].split()[0])
+    raise AssertionError(f"no exposure level for {unit_path}:\n{result.stdout}{result.stderr}")
+
+
+def wait_for_socket(path: Path, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX) as sock:
+            sock.connect(str(path))
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"nothing listens on {path}")
+
+
+def dict_exchange(path: Path, lines: list[str], timeout: float = 15) -> list[str]:
+    """Send Dovecot dict protocol lines (hello first) and return one reply line per lookup."""
+    wanted = sum(1 for line in lines if line.startswith("L"))
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(timeout)
+        sock.connect(str(path))
+        sock.sendall("".join(line + "\n" for line in lines).encode())
+        buf = b""
+        while buf.count(b"\n") < wanted:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+    return buf.decode().split("\n")[:wanted]
+
+
+def json_value(reply: str) -> dict:
+    assert reply.startswith("O"), reply
+    return json.loads(reply[1:])
+
+
+def stop(proc: subprocess.Popen) -> str:
+    """Terminate a started service and return what it logged."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+    out = proc.stdout.read() if proc.stdout else ""
+    return out or ""
+
+
+def mode_owner(path: Path) -> tuple[int, str, str]:
+    st = os.stat(path)
+    return st.st_mode & 0o7777, pwd.getpwuid(st.st_uid).pw_name, grp.getgrgid(st.st_gid).gr_name

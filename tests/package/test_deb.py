@@ -1,0 +1,420 @@
+"""The Debian package: build, lintian, install with dpkg, run the installed services, purge.
+
+Runs as root on this machine (CI runs the whole suite as root on Debian 12). The build uses a
+temporary copy of the repository; the module installs the package once, the tests check it in
+order, the last one purges it, and the fixture's finaliser restores the machine even on failure.
+systemd is not PID 1 here: the services start as their installed units say, with the unit's
+ExecStart, under `systemd-socket-activate` at the unit's ListenStream path, as the unit's User.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+import string
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from package.debtools import (
+    CLEAN_ENV,
+    PACKAGE,
+    REPO,
+    as_unit_user,
+    build,
+    copy_repo,
+    dict_exchange,
+    dpkg,
+    exclusive,
+    exec_start,
+    exposure,
+    json_value,
+    last,
+    listed_files,
+    mode_owner,
+    read_unit,
+    run,
+    status,
+    stop,
+    user_exists,
+    wait_for_socket,
+)
+
+pytestmark = pytest.mark.package
+
+UNIT_DIR = Path("/lib/systemd/system")
+MAILBOXES = Path("/var/lib/chatmail/mailboxes")
+DIST = Path("/usr/lib/python3/dist-packages")
+DOMAIN = "chat.example"
+SERVICES = ["chatmail-auth.service", "chatmail-milter.service", "chatmail-expire.service"]
+STARTED_UNITS = ["chatmail-auth.socket", "chatmail-milter.socket", "chatmail-expire.timer"]
+WANTS = {".socket": "sockets.target.wants", ".timer": "timers.target.wants"}
+# paths the test may create; the finaliser removes those that did not exist before
+TOUCHED = [
+    Path("/etc/chatmail"),
+    Path("/run/chatmail"),
+    Path("/var/spool/postfix/chatmail"),
+    Path("/var/lib/chatmail"),
+]
+
+
+@dataclass
+class Installed:
+    deb: Path
+    changes: Path
+    config: Path
+    had_vmail: bool
+    accounts: list[Path] = field(default_factory=list)
+    procs: list[subprocess.Popen] = field(default_factory=list)
+
+
+def _restore(existed: dict[Path, bool], had_vmail: bool, accounts: list[Path]) -> None:
+    if status():
+        dpkg("--purge", PACKAGE)
+    for account in accounts:
+        shutil.rmtree(account, ignore_errors=True)
+    for path, was_there in existed.items():
+        if not was_there:
+            shutil.rmtree(path, ignore_errors=True)
+    if not had_vmail and user_exists("vmail"):
+        run(["userdel", "vmail"])
+    if not had_vmail and run(["getent", "group", "vmail"]).returncode == 0:
+        run(["groupdel", "vmail"])
+
+
+@pytest.fixture(scope="module")
+def pkg(tmp_path_factory: pytest.TempPathFactory):
+    assert os.geteuid() == 0, "the package test installs a package: run it as root"
+    with exclusive():
+        existed = {path: path.exists() for path in TOUCHED}
+        if status():  # a leftover of an interrupted run: start clean
+            assert dpkg("--purge", PACKAGE).returncode == 0
+        had_vmail = user_exists("vmail")
+        work = tmp_path_factory.mktemp("deb")
+        deb, changes, _log = build(copy_repo(work / "chatmail-services"))
+        # a configuration the unit's user can read, as an admin's drop-in would name it
+        confdir = Path(tempfile.mkdtemp(prefix="chatmail-pkgtest-"))
+        confdir.chmod(0o755)
+        config = confdir / "chatmail.ini"
+        config.write_text(
+            f"[chatmail]\nmail_domain = {DOMAIN}\n\n"
+            "[auth]\n# a busy test machine must not refuse creation\n"
+            "max_load_1m = 1000\nmin_available_memory = 0\nmin_free_disk = 0\n"
+        )
+        config.chmod(0o644)
+        state = Installed(deb, changes, config, had_vmail)
+        try:
+            result = dpkg("-i", str(deb))
+            assert result.returncode == 0, result.stdout + result.stderr
+            yield state
+        finally:
+            for proc in state.procs:
+                stop(proc)
+            _restore(existed, had_vmail, state.accounts)
+            shutil.rmtree(confdir, ignore_errors=True)
+
+
+def _installed(pkg: Installed) -> Installed:
+    assert status() == "install ok installed", "the package is not installed (any more)"
+    return pkg
+
+
+# -- the build --
+
+
+def test_lintian_reports_no_errors_and_no_unexplained_warnings(pkg):
+    result = run(["lintian", "--pedantic", "--display-info", str(pkg.changes)])
+    tags = [line for line in result.stdout.splitlines() if re.match(r"^[EWX]: ", line)]
+    assert tags == [], result.stdout
+    assert result.returncode == 0, result.stdout + result.stderr
+    # overridden tags are explained: each override line follows a comment
+    for overrides in REPO.glob("debian/**/*lintian-overrides"):
+        lines = overrides.read_text().splitlines()
+        for number, line in enumerate(lines):
+            if line.strip() and not line.startswith("#"):
+                assert number > 0 and lines[number - 1].startswith("#"), (overrides, line)
+
+
+def test_depends_on_debian_builds_not_pypi_names(pkg):
+    fields = run(["dpkg-deb", "-f", str(pkg.deb), "Depends", "Architecture"]).stdout
+    assert "Architecture: all" in fields
+    depends = fields.split("Depends:", 1)[1].split("\n")[0]
+    names = {d.strip().split()[0] for d in depends.split(",")}
+    assert {"python3-milter", "python3-systemd", "adduser"} <= names
+    assert not {"python3-pymilter", "python3-systemd-python", "pymilter"} & names
+
+
+# -- what dpkg installed --
+
+
+def test_installed_files(pkg):
+    files = listed_files()
+    expected = {
+        "/usr/bin/chatmail-auth",
+        "/usr/bin/chatmail-milter",
+        "/usr/bin/chatmail-expire",
+        "/etc/chatmail/chatmail.ini",
+        "/usr/lib/tmpfiles.d/chatmail-services.conf",
+        "/usr/share/man/man8/chatmail-auth.8.gz",
+        "/usr/share/man/man8/chatmail-milter.8.gz",
+        "/usr/share/man/man8/chatmail-expire.8.gz",
+        "/usr/share/man/man5/chatmail.ini.5.gz",
+        "/usr/share/doc/chatmail-services/admin.md",
+        "/usr/share/doc/chatmail-services/copyright",
+        *(f"{UNIT_DIR}/{unit.name}" for unit in (REPO / "systemd-units").iterdir()),
+        *(f"{DIST}/chatmail_services/{sub}/__init__.py" for sub in ("milter", "authsocket")),
+        f"{DIST}/chatmail_services/expire/__init__.py",
+    }
+    assert expected <= files, sorted(expected - files)
+    # every module of the repo's subpackages is installed (package_dir survived pybuild)
+    for folder, sub in (("milter", "milter"), ("authsocket", "authsocket"), ("expire", "expire")):
+        for module in (REPO / folder).glob("*.py"):
+            assert f"{DIST}/chatmail_services/{sub}/{module.name}" in files
+    # no top-level "milter" from us: python3-milter owns that name
+    ours_top = {Path(f).relative_to(DIST).parts[0] for f in files if f.startswith(f"{DIST}/")}
+    assert {p for p in ours_top if not p.startswith("chatmail_services")} == set()
+    owner = run(["dpkg", "-S", f"{DIST}/milter.cpython-311-x86_64-linux-gnu.so"]).stdout
+    assert owner.startswith("python3-milter:")
+    conffiles = run(["dpkg-query", "-W", "-f=${Conffiles}", PACKAGE]).stdout
+    assert "/etc/chatmail/chatmail.ini" in conffiles
+    shipped = (REPO / "debian" / "chatmail.ini").read_text()
+    assert Path("/etc/chatmail/chatmail.ini").read_text() == shipped
+    for command in ("chatmail-auth", "chatmail-milter", "chatmail-expire"):
+        assert Path(f"/usr/bin/{command}").read_text().startswith("#!/usr/bin/python3\n")
+
+
+def test_installed_code_runs_on_debians_python_with_debians_modules(pkg):
+    probe = (
+        "import Milter, milter, systemd.daemon, chatmail_services, "
+        "chatmail_services.milter.adapter, chatmail_services.authsocket.server, "
+        "chatmail_services.expire.scan\n"
+        "for m in (Milter, milter, systemd.daemon, chatmail_services): print(m.__file__)"
+    )
+    result = run(["/usr/bin/python3", "-c", probe])
+    assert result.returncode == 0, result.stderr
+    paths = result.stdout.split()
+    assert len(paths) == 4
+    assert all(p.startswith(f"{DIST}/") for p in paths), paths
+    for command in ("chatmail-auth", "chatmail-milter", "chatmail-expire"):
+        assert run([f"/usr/bin/{command}", "--help"]).returncode == 0
+
+
+def test_documentation_links_of_the_units_are_installed(pkg):
+    files = listed_files()
+    for unit in UNIT_DIR.glob("chatmail-*"):
+        for doc in read_unit(unit).get("Unit", {}).get("Documentation", []):
+            for uri in doc.split():
+                if uri.startswith("file://"):
+                    assert uri.removeprefix("file://") in files, f"{unit.name}: {uri}"
+                else:
+                    assert uri.startswith(("man:", "https://")), f"{unit.name}: {uri}"
+
+
+def test_system_user_and_directories(pkg):
+    _installed(pkg)
+    entry = run(["getent", "passwd", "vmail"]).stdout.strip().split(":")
+    assert len(entry) == 7, "no user vmail"
+    assert int(entry[2]) < 1000, "vmail is not a system user"
+    assert entry[6] in ("/usr/sbin/nologin", "/bin/false")
+    assert mode_owner(Path("/run/chatmail"))[1:] == ("vmail", "vmail")
+    assert mode_owner(MAILBOXES) == (0o700, "vmail", "vmail")
+    assert Path("/var/spool/postfix/chatmail").is_dir()
+
+
+def test_sockets_and_timer_are_enabled_services_are_not(pkg):
+    _installed(pkg)
+    for unit in STARTED_UNITS:
+        link = Path("/etc/systemd/system") / WANTS[Path(unit).suffix] / unit
+        assert link.is_symlink(), f"{unit} not enabled"
+        assert os.readlink(link) == f"{UNIT_DIR}/{unit}"
+    enabled = {p.name for p in Path("/etc/systemd/system").glob("*.wants/*")}
+    assert not set(SERVICES) & enabled
+
+
+def test_installed_units_verify(pkg):
+    _installed(pkg)
+    units = sorted(str(p) for p in UNIT_DIR.glob("chatmail-*"))
+    assert len(units) == len(list((REPO / "systemd-units").iterdir()))
+    result = run(["systemd-analyze", "verify", *units])
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == "", result.stderr
+    for unit in UNIT_DIR.glob("chatmail-*.socket"):
+        parsed = read_unit(unit)
+        for key, db in (("SocketUser", "passwd"), ("SocketGroup", "group")):
+            name = last(parsed, "Socket", key)
+            if name:
+                assert run(["getent", db, name]).returncode == 0, f"{unit.name}: {key}={name}"
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_installed_service_exposure_at_most_2(pkg, service):
+    _installed(pkg)
+    assert exposure(UNIT_DIR / service) <= 2.0
+
+
+# -- the installed services, started as their units say --
+
+
+def _activate(pkg: Installed, name: str, log: Path) -> tuple[subprocess.Popen, Path]:
+    """Start <name>.service under systemd-socket-activate at <name>.socket's path."""
+    socket_unit = read_unit(UNIT_DIR / f"{name}.socket")
+    service = read_unit(UNIT_DIR / f"{name}.service")
+    path = Path(last(socket_unit, "Socket", "ListenStream"))
+    assert path.is_absolute(), path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+    argv = [
+        "systemd-socket-activate",
+        "-l",
+        str(path),
+        "-E",
+        f"CHATMAIL_CONFIG={pkg.config}",
+        "--",
+        *as_unit_user(service),
+        *exec_start(service),
+    ]
+    proc = subprocess.Popen(argv, env=CLEAN_ENV, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    pkg.procs.append(proc)
+    wait_for_socket(path)
+    return proc, path
+
+
+def _local_part() -> str:
+    return "pkg" + "".join(secrets.choice(string.ascii_lowercase) for _ in range(6))
+
+
+def test_auth_lookup_through_the_installed_service(pkg, tmp_path):
+    _installed(pkg)
+    proc, path = _activate(pkg, "chatmail-auth", tmp_path / "auth.log")
+    address = f"{_local_part()}@{DOMAIN}"
+    password = secrets.token_hex(12)
+    pkg.accounts.append(MAILBOXES / address)
+    hello = "H3\t2\t0\t\tauth"
+    try:
+        # unknown address: N
+        assert dict_exchange(path, [hello, f"Lshared/userdb/{address}\t{address}"]) == ["N"]
+        # first login creates the account, written by the service as vmail
+        reply = dict_exchange(path, [hello, f'Lshared/passdb/{password}"{address}\t{address}'])
+        fields = json_value(reply[0])
+        assert fields["password"].startswith("{SHA512-CRYPT}$6$")
+        assert int(fields["uid"]) == int(run(["id", "-u", "vmail"]).stdout)
+        # now the userdb knows it
+        fields = json_value(dict_exchange(path, [hello, f"Lshared/userdb/{address}\t{address}"])[0])
+        assert fields["home"] == str(MAILBOXES / address)
+        assert mode_owner(MAILBOXES / address)[1] == "vmail"
+        assert mode_owner(MAILBOXES / address / "password")[1] == "vmail"
+    finally:
+        log = stop(proc) + (tmp_path / "auth.log").read_text()
+    assert proc.returncode is not None
+    assert "Traceback" not in log, log
+
+
+CLEARTEXT = (
+    "From: <{sender}>\r\nTo: <{rcpt}>\r\nSubject: hello\r\n"
+    "Date: Tue, 24 Nov 2026 12:00:00 +0000\r\nMessage-ID: <pkgtest@chat.example>\r\n"
+    "Content-Type: text/plain; charset=utf-8\r\n\r\nhello in cleartext\r\n"
+)
+
+
+def test_milter_check_refuses_cleartext_offline(pkg, tmp_path):
+    _installed(pkg)
+    sender, rcpt = f"{_local_part()}@{DOMAIN}", "someone@elsewhere.example"
+    message = tmp_path / "cleartext.eml"
+    message.write_bytes(CLEARTEXT.format(sender=sender, rcpt=rcpt).encode())
+    message.chmod(0o644)
+    result = run(
+        [
+            "/usr/bin/chatmail-milter",
+            "--config",
+            str(pkg.config),
+            "check",
+            "--sender",
+            sender,
+            "--rcpt",
+            rcpt,
+            str(message),
+        ]
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stdout.startswith("reject 523 5.7.10"), result.stdout
+
+
+MILTERTEST = """\
+-- outgoing cleartext through the installed milter; only the steps the milter negotiates
+local conn = mt.connect("unix:{path}", 40, 0.25)
+if conn == nil then error("cannot connect") end
+if mt.macro(conn, SMFIC_MAIL, "{{auth_authen}}", "{sender}", "i", "PKGTEST") ~= nil then
+  error("macro")
+end
+if mt.mailfrom(conn, "<{sender}>") ~= nil then error("mailfrom") end
+if mt.getreply(conn) ~= SMFIR_CONTINUE then error("mailfrom not continued") end
+if mt.rcptto(conn, "<{rcpt}>") ~= nil then error("rcptto") end
+if mt.getreply(conn) ~= SMFIR_CONTINUE then error("rcptto not continued") end
+if mt.header(conn, "From", "<{sender}>") ~= nil then error("header") end
+if mt.header(conn, "To", "<{rcpt}>") ~= nil then error("header") end
+if mt.header(conn, "Subject", "hello") ~= nil then error("header") end
+if mt.header(conn, "Content-Type", "text/plain") ~= nil then error("header") end
+if mt.bodystring(conn, "hello in cleartext\\r\\n") ~= nil then error("body") end
+if mt.eom(conn) ~= nil then error("eom") end
+-- a rejection with the milter's own SMTP reply (miltertest cannot show the reply's text;
+-- the service's log line gives it)
+if mt.getreply(conn) ~= SMFIR_REPLYCODE then error("no reply code at eom") end
+mt.echo("verdict: custom reply")
+mt.disconnect(conn)
+"""
+
+
+def test_milter_verdict_through_the_installed_service(pkg, tmp_path):
+    _installed(pkg)
+    proc, path = _activate(pkg, "chatmail-milter", tmp_path / "milter.log")
+    sender, rcpt = f"{_local_part()}@{DOMAIN}", "someone@elsewhere.example"
+    script = tmp_path / "cleartext.lua"
+    script.write_text(MILTERTEST.format(path=path, sender=sender, rcpt=rcpt))
+    try:
+        result = run(["miltertest", "-s", str(script)], timeout=120)
+    finally:
+        log = stop(proc) + (tmp_path / "milter.log").read_text()
+    assert result.returncode == 0, result.stdout + result.stderr + log
+    assert "verdict: custom reply" in result.stdout, result.stdout + log
+    assert "PKGTEST: reject 523 5.7.10" in log, log
+    assert "Traceback" not in log, log
+
+
+def test_expire_runs_as_its_unit_says(pkg):
+    _installed(pkg)
+    service = read_unit(UNIT_DIR / "chatmail-expire.service")
+    argv = exec_start(service)
+    assert argv[0] == "/usr/bin/chatmail-expire" and "--remove" in argv
+    env = {"CHATMAIL_CONFIG": str(pkg.config)}
+    result = run([*as_unit_user(service), *argv], env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip(), "no summary line"
+    # it kept the account the auth test created today
+    for account in pkg.accounts:
+        assert (account / "password").is_file()
+
+
+# -- purge --
+
+
+def test_purge_removes_config_and_user_but_keeps_mailboxes(pkg):
+    _installed(pkg)
+    assert pkg.accounts and (pkg.accounts[0] / "password").is_file(), "no account to keep"
+    result = dpkg("--purge", PACKAGE)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert status() == ""
+    assert not Path("/etc/chatmail").exists()
+    assert not Path("/usr/bin/chatmail-auth").exists()
+    assert not list(UNIT_DIR.glob("chatmail-*"))
+    assert not list(Path("/etc/systemd/system").glob("*.wants/chatmail-*"))
+    assert not Path("/run/chatmail").exists()
+    assert not (DIST / "chatmail_services").exists()
+    # the user goes if the package made it; the mailboxes always stay
+    assert user_exists("vmail") == pkg.had_vmail
+    assert MAILBOXES.is_dir()
+    for account in pkg.accounts:
+        assert (account / "password").is_file()
