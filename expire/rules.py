@@ -93,15 +93,20 @@ def counts_for_quota(message: Message) -> bool:
     return message.box != "tmp"
 
 
-def quota_trim(messages: Iterable[Message], now: float, policy: Policy) -> list[Message]:
+def quota_trim(
+    messages: Iterable[Message], now: float, policy: Policy, resume: bool = False
+) -> list[Message]:
     """Rule 5: oldest first across all folders, from above start % down to target %.
 
     `messages` are those left after rules 3 and 4. Returns the messages to delete in
-    deletion order (oldest first, ties by path), so an interrupted run resumes exactly.
+    deletion order (oldest first, ties by path). `resume` continues a trim an earlier run
+    began but did not finish (usage may then sit between target and start): it trims from
+    above target, so the interrupted run plus this one delete exactly what one would have.
     """
     counted = [m for m in messages if counts_for_quota(m)]
     usage = sum(m.size for m in counted)
-    if usage * 100 <= policy.trim_start_percent * policy.max_mailbox_size:
+    start = policy.trim_target_percent if resume else policy.trim_start_percent
+    if usage * 100 <= start * policy.max_mailbox_size:
         return []
     target = policy.trim_target_percent * policy.max_mailbox_size
     eligible = sorted(
@@ -117,7 +122,9 @@ def quota_trim(messages: Iterable[Message], now: float, policy: Policy) -> list[
     return trimmed
 
 
-def plan_messages(messages: Sequence[Message], now: float, policy: Policy) -> list[Deletion]:
+def plan_messages(
+    messages: Sequence[Message], now: float, policy: Policy, resume_trim: bool = False
+) -> list[Deletion]:
     """Rules 3, 4 and 5 for one account, in the order the deletions must happen."""
     deletions = []
     kept = []
@@ -127,5 +134,6 @@ def plan_messages(messages: Sequence[Message], now: float, policy: Policy) -> li
             kept.append(message)
         else:
             deletions.append(Deletion(message, rule))
-    deletions.extend(Deletion(m, "quota") for m in quota_trim(kept, now, policy))
+    trimmed = quota_trim(kept, now, policy, resume_trim)
+    deletions.extend(Deletion(m, "quota") for m in trimmed)
     return deletions

@@ -9,6 +9,7 @@ Only entries this pass listed are deleted, and only when `remove` is true.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 from collections.abc import Callable
@@ -24,6 +25,11 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _NOT_A_DIR = (errno.ELOOP, errno.ENOTDIR)
 _MAX_DEPTH = 32
 MAILDIRSIZE = "maildirsize"
+# Present while a quota trim is under way in this account: an interrupted trim is resumed.
+TRIM_MARKER = "chatmail-expire-trim"
+# An inactive account being removed is first renamed to this prefix plus its name. A
+# leading dot cannot start an address, so no account is ever taken for a tombstone.
+TOMBSTONE_PREFIX = ".expired."
 
 ErrorHandler = Callable[[str, str, OSError], None]  # (account, path in account, error)
 ActionHandler = Callable[[str, str, str], None]  # (account, verb, what): "delete", "x (age)"
@@ -92,6 +98,12 @@ def run(
             for entry in accounts:
                 if not entry.is_dir(follow_symlinks=False):
                     continue
+                if entry.name.startswith(TOMBSTONE_PREFIX):
+                    try:
+                        _finish_tombstone(state, root_fd, entry.name)
+                    except OSError as exc:
+                        state.error(entry.name.removeprefix(TOMBSTONE_PREFIX), "", exc)
+                    continue
                 state.stats.accounts_scanned += 1
                 try:
                     _account(state, root_fd, entry.name)
@@ -120,10 +132,10 @@ def _account(state: _Pass, root_fd: int, name: str) -> None:
         elif is_inactive(last_login, state.now, state.policy):
             _remove_account(state, root_fd, name, fd)
         else:
-            messages = list_messages(state, name, fd)
-            deletions = plan_messages(messages, state.now, state.policy)
-            if deletions:
-                _delete(state, name, fd, deletions)
+            messages, resume_trim = list_messages(state, name, fd)
+            deletions = plan_messages(messages, state.now, state.policy, resume_trim)
+            if deletions or (resume_trim and state.remove):
+                _delete(state, name, fd, deletions, resume_trim)
     finally:
         os.close(fd)
 
@@ -157,14 +169,17 @@ def _without_password(state: _Pass, root_fd: int, name: str, fd: int) -> None:
 # -- rules 3 to 5 --
 
 
-def list_messages(state: _Pass, account: str, fd: int) -> list[Message]:
-    """Every message file in cur/, new/, tmp/ of INBOX and of each `.Folder/`."""
+def list_messages(state: _Pass, account: str, fd: int) -> tuple[list[Message], bool]:
+    """Every message file in cur/, new/, tmp/ of INBOX and of each `.Folder/`, and whether
+    an interrupted quota trim is to be resumed."""
+    folders = []
+    resume_trim = False
     with os.scandir(fd) as it:
-        folders = [
-            e.name
-            for e in it
-            if e.name.startswith(".") and e.name not in BOXES and e.is_dir(follow_symlinks=False)
-        ]
+        for e in it:
+            if e.name.startswith(".") and e.is_dir(follow_symlinks=False):
+                folders.append(e.name)
+            elif e.name == TRIM_MARKER:
+                resume_trim = True
     messages: list[Message] = []
     _list_folder(state, account, fd, "", messages)
     for folder in sorted(folders):
@@ -178,7 +193,7 @@ def list_messages(state: _Pass, account: str, fd: int) -> list[Message]:
                 _list_folder(state, account, folder_fd, folder, messages)
             finally:
                 os.close(folder_fd)
-    return messages
+    return messages, resume_trim
 
 
 def _list_folder(
@@ -226,15 +241,33 @@ def _unlink(name: str, dir_fd: int) -> bool:
     return True
 
 
-def _delete(state: _Pass, account: str, fd: int, deletions: list[Deletion]) -> None:
+def _mark_trim(fd: int) -> None:
+    """Durably record that a quota trim starts, before its first deletion."""
+    marker = os.open(TRIM_MARKER, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o600, dir_fd=fd)  # fmt: skip
+    try:
+        os.fsync(marker)
+    finally:
+        os.close(marker)
+    os.fsync(fd)
+
+
+def _delete(
+    state: _Pass, account: str, fd: int, deletions: list[Deletion], resume_trim: bool
+) -> None:
     """Apply the deletions in plan order; rule 6: drop maildirsize before and after.
 
     Removing it first means an interrupted run never leaves a stale quota file behind;
     removing it again afterwards covers a recount Dovecot did while we were deleting.
+    A quota trim is bracketed by TRIM_MARKER so that a killed trim is finished next time.
     """
     stats = state.stats
+    trimming = any(rule == "quota" for _, rule in deletions)
     if state.remove:
-        _unlink(MAILDIRSIZE, fd)
+        if deletions:
+            _unlink(MAILDIRSIZE, fd)
+        if trimming and not resume_trim:
+            _mark_trim(fd)
     box_fds: dict[tuple[str, str], int | None] = {}
     try:
         for message, rule in deletions:
@@ -258,7 +291,10 @@ def _delete(state: _Pass, account: str, fd: int, deletions: list[Deletion]) -> N
             if box_fd is not None:
                 os.close(box_fd)
     if state.remove:
-        _unlink(MAILDIRSIZE, fd)
+        if trimming or resume_trim:
+            _unlink(TRIM_MARKER, fd)
+        if deletions:
+            _unlink(MAILDIRSIZE, fd)
 
 
 def _open_box(account_fd: int, folder: str, box: str) -> int | None:
@@ -277,23 +313,63 @@ def _open_box(account_fd: int, folder: str, box: str) -> int | None:
 
 
 def _remove_account(state: _Pass, root_fd: int, name: str, fd: int) -> None:
-    """Remove the whole account, its password file last: an interrupted removal is redone."""
+    """Rule 1: rename the account to a tombstone (freeing the address atomically), then
+    empty and remove that. A tombstone an interrupted run left is finished by the next."""
+    if not state.remove:
+        _clear(state, name, fd, "", depth=0, keep=None)
+    else:
+        tomb = TOMBSTONE_PREFIX + name
+        try:
+            os.rename(name, tomb, src_dir_fd=root_fd, dst_dir_fd=root_fd)
+        except OSError as exc:
+            if exc.errno == errno.ENAMETOOLONG:
+                _remove_in_place(state, root_fd, name, fd)
+                return
+            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+            _finish_tombstone(state, root_fd, tomb)  # an old one in the way
+            os.rename(name, tomb, src_dir_fd=root_fd, dst_dir_fd=root_fd)
+        before = state.stats.errors
+        _clear(state, name, fd, "", depth=0, keep=None)
+        if state.stats.errors == before:  # else the tombstone stays for the next run
+            with contextlib.suppress(FileNotFoundError):
+                os.rmdir(tomb, dir_fd=root_fd)
+    state.stats.accounts_removed += 1
+    state.on_action(name, "remove", "inactive account")
+
+
+def _finish_tombstone(state: _Pass, root_fd: int, tomb: str) -> None:
+    """Finish removing an account an interrupted run already renamed to `tomb`."""
+    fd = _open_dir(tomb, root_fd)
+    if fd is None:
+        return
+    before = state.stats.errors
+    try:
+        _clear(state, tomb.removeprefix(TOMBSTONE_PREFIX), fd, "", depth=0, keep=None)
+    finally:
+        os.close(fd)
+    if state.remove and state.stats.errors == before:
+        with contextlib.suppress(FileNotFoundError):
+            os.rmdir(tomb, dir_fd=root_fd)
+
+
+def _remove_in_place(state: _Pass, root_fd: int, name: str, fd: int) -> None:
+    """Rule 1 for a name too long for a tombstone: the password file goes last, so an
+    interrupted removal is still an inactive account next time."""
     before = state.stats.errors
     _clear(state, name, fd, "", depth=0, keep=PASSWORD_FILE)
     if state.stats.errors > before:
-        return  # leave the password: the next run retries
-    if state.remove:
-        _unlink(PASSWORD_FILE, fd)
-        try:
-            os.rmdir(name, dir_fd=root_fd)
-        except FileNotFoundError:
-            pass
-        except OSError as exc:
-            if exc.errno != errno.ENOTEMPTY:
-                raise
-            # a delivery raced in after the listing: clear once more
-            _clear(state, name, fd, "", depth=0, keep=None)
-            os.rmdir(name, dir_fd=root_fd)
+        return  # keep the password: the next run retries
+    _unlink(PASSWORD_FILE, fd)
+    try:
+        os.rmdir(name, dir_fd=root_fd)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        if exc.errno != errno.ENOTEMPTY:
+            raise
+        _clear(state, name, fd, "", depth=0, keep=None)  # a delivery raced in
+        os.rmdir(name, dir_fd=root_fd)
     state.stats.accounts_removed += 1
     state.on_action(name, "remove", "inactive account")
 

@@ -150,10 +150,4 @@ def test_in_process_main_reports_errors_masked(config, live, monkeypatch, capsys
     monkeypatch.setattr(os, "unlink", failing)
     assert cli.main(["--config", config.path, "--remove"]) == 1
     err = capsys.readouterr().err
-    assert "chatmail-expire: <account>: Permission denied" in err
-    assert "@" not in err
-    assert before_after_same_password(live.root / B)
-
-
-def before_after_same_password(home: Path) -> bool:
-    return (home / "password").exists()
+    assert err.splitlines() == ["chatmail-expire: <account>/password: Permission denied"]
