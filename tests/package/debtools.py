@@ -14,9 +14,9 @@ import json
 import os
 import pwd
 import shlex
+import shutil
 import socket
 import subprocess
-import tarfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -70,19 +70,14 @@ def copy_repo(dest: Path) -> Path:
         capture_output=True,
         check=True,
     ).stdout.split(b"\0")
-    dest.mkdir(parents=True)
-    archive = dest.parent / "source.tar"
-    with tarfile.open(archive, "w") as tar:
-        for raw in listed:
-            name = raw.decode()
-            path = REPO / name
-            # skip deleted files, VCS and CI metadata, and anything that is not a regular file
-            if not name or name.startswith((".git", ".ci/")) or not path.is_file():
-                continue
-            tar.add(path, arcname=name, recursive=False)
-    with tarfile.open(archive) as tar:
-        tar.extractall(dest, filter="tar")
-    archive.unlink()
+    for raw in listed:
+        name = raw.decode()
+        path = REPO / name
+        # skip deleted files, VCS and CI metadata, and anything that is not a regular file
+        if not name or name.startswith((".git", ".ci/")) or not path.is_file():
+            continue
+        (dest / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, dest / name)
     return dest
 
 
