@@ -81,16 +81,22 @@ def copy_repo(dest: Path) -> Path:
     return dest
 
 
-def build(source: Path) -> tuple[Path, Path, str]:
-    """dpkg-buildpackage -us -uc -b in source; return (.deb, .changes, log)."""
+def build(source: Path) -> tuple[Path, list[Path], str]:
+    """Build the source package (for lintian), then `dpkg-buildpackage -us -uc -b`.
+
+    Returns the .deb, the files for lintian (.dsc and .changes) and the build log.
+    """
+    result = run(["dpkg-source", "-b", source.name], cwd=source.parent)
+    assert result.returncode == 0, result.stdout + result.stderr
+    dsc = sorted(source.parent.glob(f"{PACKAGE}_*.dsc"))
     result = run(["dpkg-buildpackage", "-us", "-uc", "-b"], cwd=source)
     log = result.stdout + result.stderr
     if result.returncode != 0:
         raise AssertionError(f"dpkg-buildpackage failed:\n{log[-6000:]}")
     debs = sorted(source.parent.glob(f"{PACKAGE}_*_all.deb"))
     changes = sorted(source.parent.glob(f"{PACKAGE}_*.changes"))
-    assert len(debs) == 1 and len(changes) == 1, log[-3000:]
-    return debs[0], changes[0], log
+    assert len(debs) == 1 and len(changes) == 1 and len(dsc) == 1, log[-3000:]
+    return debs[0], [*dsc, *changes], log
 
 
 def dpkg(*args: str) -> subprocess.CompletedProcess[str]:
