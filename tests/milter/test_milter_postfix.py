@@ -1,0 +1,185 @@
+"""Real Postfix (rendered from docs/templates/) consulting the real milter over its socket.
+
+Submission with SASL through Dovecot (plain passwd-file), delivery over LMTP into Maildirs.
+The milter runs as its unit describes: the socket held by the harness like a .socket unit
+(root:postfix 0660), the process as the mail user with the socket on fd 3.
+"""
+
+from __future__ import annotations
+
+import os
+import smtplib
+import ssl
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from harness import MAIL_USER, VENV_BIN, mail_ids
+from harness.activation import ActivatedService
+from harness.dovecot import Dovecot
+from harness.fixtures import stack_config
+from harness.postfix import Postfix
+
+pytestmark = pytest.mark.stack
+
+ALICE = "alice1234@chat.example"
+BOB = "bob123456@chat.example"
+CAROL = "carol1234@chat.example"  # an account that switched incoming enforcement off
+PASSWORD = "password-of-test"
+
+
+class Stack:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.config = stack_config(root)
+        self.mailboxes = Path(self.config.chatmail.mailboxes_dir)
+        uid, gid = mail_ids()
+        for address in (ALICE, BOB, CAROL):
+            home = self.mailboxes / address
+            home.mkdir()
+            if address != CAROL:
+                (home / "enforceE2EEincoming").touch()
+            for path in (home, *home.iterdir()):
+                os.chown(path, uid, gid)
+        passwd = root / "passwd"
+        passwd.write_text("".join(f"{a}:{{PLAIN}}{PASSWORD}\n" for a in (ALICE, BOB, CAROL)))
+        self.socket = Path(self.config.milter.socket)
+        self.postfix = Postfix(root, self.config, milter_socket=self.socket)
+        self.dovecot = Dovecot(
+            root,
+            self.config,
+            passwd_file=passwd,
+            lmtp_socket=self.postfix.lmtp_socket,
+            sasl_socket=self.postfix.sasl_socket,
+        )
+        self.milter = self.new_milter()
+
+    def new_milter(self) -> ActivatedService:
+        """The service as systemd-units/chatmail-milter.{socket,service} describe it."""
+        return ActivatedService(
+            [str(VENV_BIN / "chatmail-milter"), "serve"],
+            self.socket,
+            log_path=self.root / "milter.log",
+            mode=0o660,
+            user=MAIL_USER,
+            socket_user=MAIL_USER,
+            group="postfix",
+            env={"CHATMAIL_CONFIG": self.config.path},
+            cwd=self.root,
+        )
+
+    def delivered(self, address: str, count: int, timeout: float = 20) -> list[bytes]:
+        new = self.mailboxes / address / "new"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            files = sorted(new.glob("*")) if new.is_dir() else []
+            if len(files) >= count:
+                return [f.read_bytes() for f in files]
+            time.sleep(0.1)
+        raise AssertionError(
+            f"{address}: fewer than {count} messages\n{self.postfix.log_text()[-3000:]}"
+        )
+
+    def submit(self, sender: str, rcpts: list[str], data: bytes) -> None:
+        context = ssl._create_unverified_context()
+        with smtplib.SMTP("127.0.0.1", self.postfix.submission_port, timeout=60) as smtp:
+            smtp.starttls(context=context)
+            smtp.login(sender, PASSWORD)
+            smtp.sendmail(sender, rcpts, data)
+
+    def deliver(self, sender: str, rcpts: list[str], data: bytes) -> None:
+        with smtplib.SMTP("127.0.0.1", self.postfix.smtp_port, timeout=60) as smtp:
+            smtp.sendmail(sender, rcpts, data)
+
+
+@pytest.fixture(scope="module")
+def stack():
+    from harness import stack_dir
+
+    root = stack_dir("chatmail-milter-postfix-")
+    stack = Stack(root)
+    stack.milter.start()
+    with stack.dovecot, stack.postfix:
+        yield stack
+    stack.milter.close()
+
+
+def alice_message(build, gpg, text="hi Bob") -> bytes:
+    return build.encrypted_message(gpg.encrypt(text).replace("\n", "\r\n"), sender=ALICE)
+
+
+def test_encrypted_submission_is_delivered(stack, build, gpg):
+    before = len(list((stack.mailboxes / BOB / "new").glob("*")))
+    stack.submit(ALICE, [BOB], alice_message(build, gpg, "encrypted delivery"))
+    stored = stack.delivered(BOB, before + 1)
+    assert any(
+        b"-----BEGIN PGP MESSAGE-----" in m and b"Return-Path: <alice1234@" in m for m in stored
+    )
+
+
+def test_cleartext_submission_gets_523_at_the_client(stack, build):
+    with pytest.raises(smtplib.SMTPDataError) as info:
+        stack.submit(ALICE, [BOB], build.plain_message(ALICE, BOB))
+    assert info.value.smtp_code == 523
+    assert info.value.smtp_error == b"5.7.10 Encryption Needed: Invalid Unencrypted Mail"
+
+
+def test_from_header_forgery_gets_550(stack, build, gpg):
+    with pytest.raises(smtplib.SMTPDataError) as info:
+        stack.submit(ALICE, [BOB], build.encrypted_message(gpg.encrypt("x"), sender=BOB))
+    assert info.value.smtp_code == 550
+    assert info.value.smtp_error == b"5.7.1 From header does not match sender"
+
+
+def test_incoming_cleartext_refused_for_enforcing_account_only(stack, build):
+    plain = build.plain_message("someone@other.example", BOB)
+    with pytest.raises(smtplib.SMTPDataError) as info:
+        stack.deliver("someone@other.example", [BOB], plain)
+    assert info.value.smtp_code == 523
+    before = len(list((stack.mailboxes / CAROL / "new").glob("*")))
+    stack.deliver("someone@other.example", [CAROL], build.plain_message("someone@other.example"))
+    assert len(stack.delivered(CAROL, before + 1)) == before + 1
+
+
+def test_incoming_forwarded_encrypted_mail_gets_null_envelope_sender(stack, build, gpg):
+    before = len(list((stack.mailboxes / BOB / "new").glob("*")))
+    stack.deliver("bounces+x@lists.example", [BOB], alice_message(build, gpg, "forwarded"))
+    newest = stack.delivered(BOB, before + 1)
+    assert any(m.startswith(b"Return-Path: <>") for m in newest)
+
+
+def test_milter_down_means_4xx_then_delivered_when_back(stack, build, gpg):
+    message = alice_message(build, gpg, "sent while the milter was down")
+    before = len(list((stack.mailboxes / BOB / "new").glob("*")))
+    stack.milter.close()  # socket gone too: systemctl stop chatmail-milter.socket
+    try:
+        with pytest.raises(smtplib.SMTPResponseException) as info:
+            stack.submit(ALICE, [BOB], message)
+        assert 400 <= info.value.smtp_code < 500
+        assert len(list((stack.mailboxes / BOB / "new").glob("*"))) == before
+    finally:
+        stack.milter = stack.new_milter().start()
+    stack.submit(ALICE, [BOB], message)  # the client retries: nothing lost
+    assert len(stack.delivered(BOB, before + 1)) == before + 1
+
+
+def test_restart_while_socket_is_held_loses_nothing(stack, build, gpg):
+    """Like a restart of the service under its .socket unit: connections wait in the queue."""
+    before = len(list((stack.mailboxes / BOB / "new").glob("*")))
+    stack.milter.stop()
+    errors: list[BaseException] = []
+
+    def send() -> None:
+        try:
+            stack.submit(ALICE, [BOB], alice_message(build, gpg, "queued during restart"))
+        except BaseException as exc:
+            errors.append(exc)
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    time.sleep(1.5)
+    stack.milter.start()
+    sender.join(60)
+    assert not errors, errors
+    assert len(stack.delivered(BOB, before + 1)) == before + 1
