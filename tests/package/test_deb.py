@@ -399,6 +399,19 @@ def test_expire_runs_as_its_unit_says(pkg):
         assert (account / "password").is_file()
 
 
+def test_reinstall_keeps_the_admins_config_and_the_user(pkg):
+    _installed(pkg)
+    conffile = Path("/etc/chatmail/chatmail.ini")
+    edited = conffile.read_text() + "\n[expire]\ndelete_mails_after = 14\n"
+    conffile.write_text(edited)
+    uid = run(["id", "-u", "vmail"]).stdout
+    # the upgrade path of the maintainer scripts (prerm upgrade, postinst configure <old>)
+    result = dpkg("-i", str(pkg.deb))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert conffile.read_text() == edited
+    assert run(["id", "-u", "vmail"]).stdout == uid
+
+
 # -- purge --
 
 
