@@ -149,6 +149,32 @@ def test_depends_on_debian_builds_not_pypi_names(pkg):
     assert not {"python3-pymilter", "python3-systemd-python", "pymilter"} & names
 
 
+def _units_in(script: str, command: str) -> set[str]:
+    """Units named on the lines (with continuations) that run `command`."""
+    found: set[str] = set()
+    for line in script.replace("\\\n", " ").splitlines():
+        if command in line:
+            found |= set(re.findall(r"chatmail-[a-z]+\.(?:service|socket|timer)", line))
+    return found
+
+
+def test_maintainer_scripts_start_sockets_and_timer_and_stop_everything(pkg, tmp_path):
+    """systemd is not PID 1 here, so its part of the scripts is checked as text."""
+    control = tmp_path / "control"
+    assert run(["dpkg-deb", "-e", str(pkg.deb), str(control)]).returncode == 0
+    postinst = (control / "postinst").read_text()
+    prerm = (control / "prerm").read_text()
+    postrm = (control / "postrm").read_text()
+    assert _units_in(postinst, "deb-systemd-invoke") == set(STARTED_UNITS)
+    # (services appear there only to keep an admin's own enablement; the live install below
+    # shows none is enabled by the package)
+    assert set(STARTED_UNITS) <= _units_in(postinst, "deb-systemd-helper enable")
+    assert _units_in(prerm, "deb-systemd-invoke stop") == set(STARTED_UNITS) | set(SERVICES)
+    assert set(STARTED_UNITS) <= _units_in(postrm, "deb-systemd-helper purge")
+    # the user exists before debhelper's tmpfiles.d snippet chowns directories to it
+    assert postinst.index("adduser") < postinst.index("systemd-tmpfiles")
+
+
 # -- what dpkg installed --
 
 
@@ -186,6 +212,8 @@ def test_installed_files(pkg):
     assert Path("/etc/chatmail/chatmail.ini").read_text() == shipped
     for command in ("chatmail-auth", "chatmail-milter", "chatmail-expire"):
         assert Path(f"/usr/bin/{command}").read_text().startswith("#!/usr/bin/python3\n")
+        assert run(["man", "-w", "8", command]).stdout.startswith("/usr/share/man/man8/")
+    assert run(["man", "-w", "5", "chatmail.ini"]).stdout.startswith("/usr/share/man/man5/")
 
 
 def test_installed_code_runs_on_debians_python_with_debians_modules(pkg):
@@ -426,6 +454,7 @@ def test_purge_removes_config_and_user_but_keeps_mailboxes(pkg):
     assert not list(UNIT_DIR.glob("chatmail-*"))
     assert not list(Path("/etc/systemd/system").glob("*.wants/chatmail-*"))
     assert not Path("/run/chatmail").exists()
+    assert not Path("/var/spool/postfix/chatmail").exists()
     assert not (DIST / "chatmail_services").exists()
     # the user goes if the package made it; the mailboxes always stay
     assert user_exists("vmail") == pkg.had_vmail
