@@ -17,6 +17,8 @@ DEB_PACKAGES=(
   lintian fakeroot dpkg-dev
   # pybuild builds the package from pyproject.toml (PEP 517; there is no setup.py)
   pybuild-plugin-pyproject python3-wheel
+  # the package's maintainer scripts (adduser) and its man page checks (man, groff)
+  adduser man-db groff-base
 )
 
 missing=()
