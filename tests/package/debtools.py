@@ -62,19 +62,36 @@ def exclusive(timeout: float = 900) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+# what a copy without git leaves out (the .gitignore entries and VCS/CI metadata)
+_NOT_SOURCE = (".git", ".ci", ".venv", "__pycache__", ".hypothesis", ".pytest_cache")
+_NOT_SOURCE_GLOBS = (".ruff_cache", "*.egg-info", "build", "state", ".pybuild")
+
+
+def _listed_by_git() -> list[str] | None:
+    """Tracked and untracked, not ignored, files of the work tree; None without git."""
+    try:
+        out = subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=REPO,
+            capture_output=True,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return [name for name in out.decode().split("\0") if name]
+
+
 def copy_repo(dest: Path) -> Path:
-    """Copy the work tree's tracked and untracked, not ignored, files to dest."""
-    listed = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=REPO,
-        capture_output=True,
-        check=True,
-    ).stdout.split(b"\0")
-    for raw in listed:
-        name = raw.decode()
+    """Copy the work tree's source files (what git would commit) to dest."""
+    names = _listed_by_git()
+    if names is None:  # e.g. CI on an exported tree
+        shutil.copytree(REPO, dest, ignore=shutil.ignore_patterns(*_NOT_SOURCE, *_NOT_SOURCE_GLOBS))
+        shutil.rmtree(dest / "debian" / PACKAGE, ignore_errors=True)
+        return dest
+    for name in names:
         path = REPO / name
         # skip deleted files, VCS and CI metadata, and anything that is not a regular file
-        if not name or name.startswith((".git", ".ci/")) or not path.is_file():
+        if name.startswith((".git/", ".ci/")) or not path.is_file():
             continue
         (dest / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(path, dest / name)
