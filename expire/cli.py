@@ -49,9 +49,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"chatmail-expire: {where}: {exc.strerror or exc}", file=sys.stderr)
 
     def on_action(account: str, verb: str, what: str) -> None:
-        if args.verbose:
-            done = f"would {verb}" if dry_run else _PAST[verb]
-            print(f"{done} {what} [{account}]")
+        done = f"would {verb}" if dry_run else _PAST[verb]
+        print(f"{done} {what} [{account}]")
 
     started = time.monotonic()
     stats = run(
@@ -60,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         time.time(),
         remove=args.remove,
         on_error=on_error,
-        on_action=on_action,
+        on_action=on_action if args.verbose else None,
     )
     seconds = time.monotonic() - started
     if args.json:

@@ -128,12 +128,16 @@ def plan_messages(
     """Rules 3, 4 and 5 for one account, in the order the deletions must happen."""
     deletions = []
     kept = []
+    # expiry_rule() inlined: this loop runs once per message file of the relay
+    mails_after, large_after, large_size = policy.mails_after, policy.large_after, policy.large_size
     for message in messages:
-        rule = expiry_rule(message, now, policy)
-        if rule is None:
-            kept.append(message)
+        age = now - message.time
+        if age > mails_after:
+            deletions.append(Deletion(message, "age"))
+        elif message.box == "cur" and message.size > large_size and age > large_after:
+            deletions.append(Deletion(message, "large"))
         else:
-            deletions.append(Deletion(message, rule))
+            kept.append(message)
     trimmed = quota_trim(kept, now, policy, resume_trim)
     deletions.extend(Deletion(m, "quota") for m in trimmed)
     return deletions

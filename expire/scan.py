@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from chatmail_services.layout import PASSWORD_FILE
 
-from .maildir import BOXES, is_dovecot_file, parse_name
+from .maildir import BOXES, is_dovecot_file, match_dovecot_form, parse_name, parse_name_slowly
 from .rules import Deletion, Message, Policy, is_inactive, may_remove_empty_dir, plan_messages
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -57,12 +57,16 @@ class _Pass:
     now: float
     remove: bool
     on_error: ErrorHandler
-    on_action: ActionHandler
+    on_action: ActionHandler | None
     stats: Stats = field(default_factory=Stats)
 
     def error(self, account: str, path: str, exc: OSError) -> None:
         self.stats.errors += 1
         self.on_error(account, path, exc)
+
+    def action(self, account: str, verb: str, what: str) -> None:
+        if self.on_action is not None:
+            self.on_action(account, verb, what)
 
 
 def _open_dir(name: str, dir_fd: int) -> int | None:
@@ -84,9 +88,13 @@ def run(
     *,
     remove: bool,
     on_error: ErrorHandler,
-    on_action: ActionHandler,
+    on_action: ActionHandler | None = None,
 ) -> Stats:
-    """One pass over all accounts; `now` is UTC epoch seconds. Never raises OSError."""
+    """One pass over all accounts; `now` is UTC epoch seconds. Never raises OSError.
+
+    `on_error` gets each entry that could not be processed; `on_action`, if given, each
+    deletion or removal (done, or in a dry run, due).
+    """
     state = _Pass(policy, now, remove, on_error, on_action)
     try:
         root_fd = os.open(mailboxes_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -148,7 +156,7 @@ def _without_password(state: _Pass, root_fd: int, name: str, fd: int) -> None:
         empty = next(it, None) is None
     if not empty:
         state.stats.dirs_without_password += 1
-        state.on_action(name, "leave", "non-empty directory without password file")
+        state.action(name, "leave", "non-empty directory without password file")
         return
     mtime = os.stat(name, dir_fd=root_fd, follow_symlinks=False).st_mtime
     if not may_remove_empty_dir(mtime, state.now):
@@ -163,7 +171,7 @@ def _without_password(state: _Pass, root_fd: int, name: str, fd: int) -> None:
                 return
             raise
     state.stats.empty_dirs_removed += 1
-    state.on_action(name, "remove", "empty directory without password file")
+    state.action(name, "remove", "empty directory without password file")
 
 
 # -- rules 3 to 5 --
@@ -200,6 +208,7 @@ def _list_folder(
     state: _Pass, account: str, folder_fd: int, folder: str, out: list[Message]
 ) -> None:
     append = out.append
+    fast_parse = match_dovecot_form
     for box in BOXES:
         where = f"{folder}/{box}" if folder else box
         try:
@@ -215,9 +224,13 @@ def _list_folder(
                     if not entry.is_file(follow_symlinks=False):
                         continue  # symlinks and directories are no messages
                     name = entry.name
+                    match = fast_parse(name)
+                    if match:  # the common case, kept short: one regex, no stat
+                        append(Message(int(match[1]), int(match[2]), folder, box, name))
+                        continue
                     if is_dovecot_file(name):
                         continue
-                    time, size = parse_name(name)
+                    time, size = parse_name_slowly(name)
                     if time is None or size is None:
                         try:
                             st = entry.stat(follow_symlinks=False)
@@ -285,7 +298,8 @@ def _delete(
             stats.messages_removed += 1
             stats.bytes_removed += message.size
             stats.messages_by_rule[rule] += 1
-            state.on_action(account, "delete", f"{message.path} ({rule})")
+            if state.on_action is not None:
+                state.on_action(account, "delete", f"{message.path} ({rule})")
     finally:
         for box_fd in box_fds.values():
             if box_fd is not None:
@@ -335,7 +349,7 @@ def _remove_account(state: _Pass, root_fd: int, name: str, fd: int) -> None:
             with contextlib.suppress(FileNotFoundError):
                 os.rmdir(tomb, dir_fd=root_fd)
     state.stats.accounts_removed += 1
-    state.on_action(name, "remove", "inactive account")
+    state.action(name, "remove", "inactive account")
 
 
 def _finish_tombstone(state: _Pass, root_fd: int, tomb: str) -> None:
@@ -371,7 +385,7 @@ def _remove_in_place(state: _Pass, root_fd: int, name: str, fd: int) -> None:
         _clear(state, name, fd, "", depth=0, keep=None)  # a delivery raced in
         os.rmdir(name, dir_fd=root_fd)
     state.stats.accounts_removed += 1
-    state.on_action(name, "remove", "inactive account")
+    state.action(name, "remove", "inactive account")
 
 
 def _clear(state: _Pass, account: str, fd: int, where: str, depth: int, keep: str | None) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from chatmail_services.expire.maildir import is_dovecot_file, parse_name
+from chatmail_services.expire.maildir import is_dovecot_file, parse_name, parse_name_slowly
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -55,3 +55,20 @@ def test_dovecot_files():
     for name in names:
         assert is_dovecot_file(name)
     assert not is_dovecot_file("1700000000.M1P2.host,S=1,W=1:2,S")
+
+
+@given(
+    st.one_of(
+        st.text(max_size=60),
+        st.text(alphabet="0123456789.,:SW=x\u0661", max_size=40),
+        st.builds(
+            lambda t, u, s, rest: f"{t}.{u},S={s}{rest}",
+            st.integers(0, 10**14),
+            st.text(alphabet="MPQ0123456789.x,:", max_size=10),
+            st.one_of(st.integers(0, 10**22).map(str), st.text(alphabet="0123456789x", max_size=3)),
+            st.text(alphabet=",:W=2S0123456789", max_size=8),
+        ),
+    )
+)
+def test_fast_path_agrees_with_the_field_by_field_parser(name):
+    assert parse_name(name) == parse_name_slowly(name)
