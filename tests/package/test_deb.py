@@ -53,6 +53,8 @@ DOMAIN = "chat.example"
 SERVICES = ["chatmail-auth.service", "chatmail-milter.service", "chatmail-expire.service"]
 STARTED_UNITS = ["chatmail-auth.socket", "chatmail-milter.socket", "chatmail-expire.timer"]
 WANTS = {".socket": "sockets.target.wants", ".timer": "timers.target.wants"}
+# present while the package on this machine is the one this test installed
+OURS = Path("/var/tmp/chatmail-services-package-test.installed")
 # paths the test may create; the finaliser removes those that did not exist before
 TOUCHED = [
     Path("/etc/chatmail"),
@@ -75,6 +77,8 @@ class Installed:
 def _restore(existed: dict[Path, bool], had_vmail: bool, accounts: list[Path]) -> None:
     if status():
         dpkg("--purge", PACKAGE)
+    if not status():
+        OURS.unlink(missing_ok=True)
     for account in accounts:
         shutil.rmtree(account, ignore_errors=True)
     for path, was_there in existed.items():
@@ -91,7 +95,12 @@ def pkg(tmp_path_factory: pytest.TempPathFactory):
     assert os.geteuid() == 0, "the package test installs a package: run it as root"
     with exclusive():
         existed = {path: path.exists() for path in TOUCHED}
-        if status():  # a leftover of an interrupted run: start clean
+        if status():
+            # purge only a leftover of an interrupted run of this test, never a real install
+            assert OURS.exists(), (
+                f"{PACKAGE} is installed on this machine (not by this test): "
+                "the package test would replace and purge it, so it refuses to run"
+            )
             assert dpkg("--purge", PACKAGE).returncode == 0
         had_vmail = user_exists("vmail")
         work = tmp_path_factory.mktemp("deb")
@@ -108,6 +117,7 @@ def pkg(tmp_path_factory: pytest.TempPathFactory):
         config.chmod(0o644)
         state = Installed(deb, lint, config, had_vmail)
         try:
+            OURS.write_text("installed by tests/package/test_deb.py\n")
             result = dpkg("-i", str(deb))
             assert result.returncode == 0, result.stdout + result.stderr
             yield state
