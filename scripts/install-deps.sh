@@ -19,6 +19,8 @@ DEB_PACKAGES=(
   pybuild-plugin-pyproject python3-wheel
   # the package's maintainer scripts (adduser) and its man page checks (man, groff)
   adduser man-db groff-base
+  # the reaper's real-Dovecot test runs chatmail-expire days "later" (libfaketime)
+  faketime
 )
 
 missing=()

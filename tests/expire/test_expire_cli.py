@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -13,12 +15,14 @@ import pytest
 from chatmail_services.expire import cli
 from expire.relaytree import Relay, snapshot
 
+from chatmail_services.config import load_config
 from chatmail_services.layout import DAY
 
 EXE = str(Path(sys.executable).parent / "chatmail-expire")
 A = "alice0001@chat.example"
 B = "bob000002@chat.example"
 C = "carol0003@chat.example"
+NOBODY = 65534
 
 
 def run_cli(config, *args, env=None, cwd=None):
@@ -109,19 +113,48 @@ def test_textfile_metrics_written_atomically(config, live, tmp_path):
     assert "@" not in text
 
 
-def test_unprocessable_entry_exits_1_and_is_reported(config, live):
-    stuck = live.message(C, age=30 * DAY)
-    subprocess.run(["chattr", "+i", str(stuck)], check=True)
+def test_unprocessable_entry_exits_1_and_is_reported(write_config_at):
+    """Run as an unprivileged user: one box it may not write in, the rest is processed."""
+    top = Path(tempfile.mkdtemp(prefix="expire-perm-"))
     try:
-        result = run_cli(config, "--remove")
+        top.chmod(0o755)
+        config = write_config_at(top)
+        relay = Relay(Path(config.chatmail.mailboxes_dir), now=int(time.time()))
+        relay.account(B, login_days_ago=120)
+        relay.message(B, age=DAY)
+        relay.account(C)
+        stuck = relay.message(C, age=30 * DAY)
+        other = relay.message(C, age=30 * DAY, folder=".DeltaChat")
+        for dirpath, dirnames, filenames in os.walk(top):
+            for name in dirnames + filenames:
+                os.chown(os.path.join(dirpath, name), NOBODY, NOBODY)
+        os.chown(stuck.parent, 0, 0)  # C's INBOX cur/: root's, so nobody cannot delete there
+        result = subprocess.run(
+            ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
+             EXE, "--config", config.path, "--remove"],
+            capture_output=True, text=True, timeout=120, cwd=top,
+        )  # fmt: skip
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert stuck.exists() and not other.exists()
+        assert not (relay.root / B).exists()  # the rest was processed
+        lines = result.stderr.strip().splitlines()
+        assert lines == [f"chatmail-expire: <account>/cur/{stuck.name}: Permission denied"]
+        assert "1 errors" in result.stdout
     finally:
-        subprocess.run(["chattr", "-i", str(stuck)], check=True)
-    assert result.returncode == 1
-    assert stuck.exists()
-    assert not (live.root / B).exists()  # the rest was processed
-    lines = result.stderr.strip().splitlines()
-    assert lines == [f"chatmail-expire: <account>/cur/{stuck.name}: Operation not permitted"]
-    assert "1 errors" in result.stdout
+        shutil.rmtree(top)
+
+
+@pytest.fixture
+def write_config_at():
+    def write(top: Path):
+        (top / "mailboxes").mkdir()
+        ini = top / "chatmail.ini"
+        mailboxes = top / "mailboxes"
+        ini.write_text(f"[chatmail]\nmail_domain = chat.example\nmailboxes_dir = {mailboxes}\n")
+        ini.chmod(0o644)
+        return load_config(str(ini))
+
+    return write
 
 
 def test_missing_mailboxes_dir_exits_1(make_config, tmp_path):
