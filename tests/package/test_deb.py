@@ -24,7 +24,6 @@ from package.debtools import (
     CLEAN_ENV,
     PACKAGE,
     REPO,
-    as_unit_user,
     build,
     copy_repo,
     dict_exchange,
@@ -38,6 +37,7 @@ from package.debtools import (
     mode_owner,
     read_unit,
     run,
+    sandboxed,
     status,
     stop,
     user_exists,
@@ -106,7 +106,8 @@ def pkg(tmp_path_factory: pytest.TempPathFactory):
         work = tmp_path_factory.mktemp("deb")
         deb, lint, _log = build(copy_repo(work / "chatmail-services"))
         # a configuration the unit's user can read, as an admin's drop-in would name it
-        confdir = Path(tempfile.mkdtemp(prefix="chatmail-pkgtest-"))
+        # (in /run: the services' private /tmp would hide it, as under systemd)
+        confdir = Path(tempfile.mkdtemp(prefix="chatmail-pkgtest-", dir="/run"))
         confdir.chmod(0o755)
         config = confdir / "chatmail.ini"
         config.write_text(
@@ -297,6 +298,41 @@ def test_installed_service_exposure_at_most_2(pkg, service):
 
 # -- the installed services, started as their units say --
 
+SANDBOX_PROBE = r"""
+touch /etc/chatmail/probe 2>/dev/null && echo "etc writable"
+touch /usr/probe 2>/dev/null && echo "usr writable"
+touch {mailboxes}/probe && rm {mailboxes}/probe && echo "mailboxes writable"
+[ -z "$(ls -A /tmp)" ] && echo "private tmp"
+[ "$(id -un)" = vmail ] && echo "user vmail"
+grep -q "^CapBnd:.0000000000000000" /proc/self/status && echo "no capabilities"
+grep -q "^NoNewPrivs:.1" /proc/self/status && echo "no new privileges"
+/usr/bin/python3 -c "import socket; socket.create_connection(('127.0.0.1', 25), 2)" \
+    2>/dev/null || echo "no network"
+"""
+
+
+@pytest.mark.parametrize(
+    ("service", "mailboxes_writable"),
+    [
+        ("chatmail-auth.service", True),
+        ("chatmail-milter.service", False),
+        ("chatmail-expire.service", True),
+    ],
+)
+def test_the_sandbox_emulation_denies_what_the_unit_denies(pkg, service, mailboxes_writable):
+    """The services below run inside `sandboxed(unit)`: it must really confine them."""
+    _installed(pkg)
+    probe = SANDBOX_PROBE.format(mailboxes=MAILBOXES)
+    result = run([*sandboxed(read_unit(UNIT_DIR / service)), "sh", "-c", probe])
+    seen = set(result.stdout.splitlines())
+    expected = {"private tmp", "user vmail", "no capabilities", "no new privileges", "no network"}
+    if mailboxes_writable:
+        expected.add("mailboxes writable")
+    assert seen == expected, result.stdout + result.stderr
+    # and the probe itself can see the host's side: without the sandbox /etc is writable
+    host = run(["sh", "-c", "touch /etc/chatmail/probe && rm /etc/chatmail/probe && echo ok"])
+    assert host.stdout.strip() == "ok"
+
 
 def _activate(pkg: Installed, name: str, log: Path) -> tuple[subprocess.Popen, Path]:
     """Start <name>.service under systemd-socket-activate at <name>.socket's path."""
@@ -313,7 +349,7 @@ def _activate(pkg: Installed, name: str, log: Path) -> tuple[subprocess.Popen, P
         "-E",
         f"CHATMAIL_CONFIG={pkg.config}",
         "--",
-        *as_unit_user(service),
+        *sandboxed(service),
         *exec_start(service),
     ]
     proc = subprocess.Popen(argv, env=CLEAN_ENV, stdout=log.open("w"), stderr=subprocess.STDOUT)
@@ -429,7 +465,7 @@ def test_expire_runs_as_its_unit_says(pkg):
     argv = exec_start(service)
     assert argv[0] == "/usr/bin/chatmail-expire" and "--remove" in argv
     env = {"CHATMAIL_CONFIG": str(pkg.config)}
-    result = run([*as_unit_user(service), *argv], env=env)
+    result = run([*sandboxed(service), *argv], env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.strip(), "no summary line"
     # it kept the account the auth test created today
