@@ -29,7 +29,9 @@ SHUTDOWN_GRACE = 10.0
 
 
 class _Conn:
-    __slots__ = ("buf", "busy", "eof", "fd", "out", "reading", "session", "sock", "writing")
+    __slots__ = (
+        "buf", "busy", "eof", "fd", "out", "reading", "session", "skipping", "sock", "writing",
+    )  # fmt: skip
 
     def __init__(self, sock: socket.socket, session: Session) -> None:
         self.sock = sock
@@ -38,6 +40,7 @@ class _Conn:
         self.buf = b""
         self.out = b""
         self.busy = False
+        self.skipping = False  # discarding the rest of an overlong line
         self.eof = False
         self.reading = False
         self.writing = False
@@ -134,12 +137,17 @@ class DictServer:
         out = []
         while not conn.busy:
             end = conn.buf.find(b"\n")
+            if conn.skipping:
+                conn.buf = b"" if end < 0 else conn.buf[end + 1 :]
+                if end < 0:
+                    break
+                conn.skipping = False
+                continue
             if end < 0:
                 if len(conn.buf) > MAX_LINE:
                     out.append("Fline too long\n")
                     conn.buf = b""
-                    conn.eof = True
-                    self._stop_reading(conn)
+                    conn.skipping = True
                 break
             line = conn.buf[:end].decode("utf-8", "surrogateescape")
             conn.buf = conn.buf[end + 1 :]
