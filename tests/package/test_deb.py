@@ -4,7 +4,8 @@ Runs as root on this machine (CI runs the whole suite as root on Debian 12). The
 temporary copy of the repository; the module installs the package once, the tests check it in
 order, the last one purges it, and the fixture's finaliser restores the machine even on failure.
 systemd is not PID 1 here: the services start as their installed units say, with the unit's
-ExecStart, under `systemd-socket-activate` at the unit's ListenStream path, as the unit's User.
+ExecStart, under `systemd-socket-activate` at the unit's ListenStream path, as the unit's User,
+inside an emulation of the unit's sandbox (`debtools.sandboxed`).
 """
 
 from __future__ import annotations
@@ -491,7 +492,13 @@ def test_reinstall_keeps_the_admins_config_and_the_user(pkg):
 
 def test_purge_removes_config_and_user_but_keeps_mailboxes(pkg):
     _installed(pkg)
-    assert pkg.accounts and (pkg.accounts[0] / "password").is_file(), "no account to keep"
+    # besides the account the auth test created (if it got that far), one made here
+    keep = MAILBOXES / f"{_local_part()}@{DOMAIN}"
+    pkg.accounts.append(keep)
+    keep.mkdir()
+    (keep / "password").write_text("{SHA512-CRYPT}$6$x$y\n")
+    for path in (keep, keep / "password"):
+        shutil.chown(path, "vmail", "vmail")
     result = dpkg("--purge", PACKAGE)
     assert result.returncode == 0, result.stdout + result.stderr
     assert status() == ""
