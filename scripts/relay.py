@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from harness.relay import LocalRelay, Ports  # noqa: E402
+from harness.relay import LocalRelay, Ports
 
 
 def dclogin_uri(relay: LocalRelay, addr: str, password: str) -> str:
