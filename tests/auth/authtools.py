@@ -62,9 +62,10 @@ def read_all(path: Path, data: bytes, timeout: float = 10.0) -> bytes:
 class Daemon:
     """chatmail-auth serve under `systemd-socket-activate -l SOCKET` (execs: pid = server)."""
 
-    def __init__(self, config: Config, root: Path) -> None:
+    def __init__(self, config: Config, root: Path, *, user: str | None = None) -> None:
         self.config = config
         self.root = root
+        self.user = user  # run (and own the socket) as this user, like the units' User=
         self.socket = root / "activated.sock"
         self.log_path = root / "auth-daemon.log"
         self.process: subprocess.Popen[bytes] | None = None
@@ -72,10 +73,14 @@ class Daemon:
     def start(self) -> Daemon:
         if self.socket.exists():
             self.socket.unlink()
+        argv = ["systemd-socket-activate", "-l", str(self.socket), "--",
+                str(CHATMAIL_AUTH), "--config", self.config.path, "serve"]  # fmt: skip
+        if self.user:
+            argv = ["setpriv", f"--reuid={self.user}", f"--regid={self.user}", "--init-groups",
+                    "--", *argv]  # fmt: skip
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                ["systemd-socket-activate", "-l", str(self.socket), "--",
-                 str(CHATMAIL_AUTH), "--config", self.config.path, "serve"],
+                argv,
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=self.root,
             )  # fmt: skip
         deadline = time.monotonic() + 10
