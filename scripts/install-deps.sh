@@ -21,6 +21,8 @@ DEB_PACKAGES=(
   adduser man-db groff-base
   # the reaper's real-Dovecot test runs chatmail-expire days "later" (libfaketime)
   faketime
+  # chatmail-auth hashes with libxcrypt's crypt_rn (ctypes); bench/auth compiles its client
+  libcrypt1
 )
 
 missing=()
