@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -246,3 +247,56 @@ def test_sigkill_at_random_moments_then_rerun_ends_the_same(make_config, tmp_pat
     result = cli(ini, "--remove")
     assert result.returncode == 0, result.stderr
     assert snapshot(work) == reference
+
+
+# -- a live relay --
+
+
+def test_concurrent_deliveries_moves_and_expunges_are_normal(relay):
+    """Dovecot's activity during a pass: deliveries (tmp/ -> new/), new/ -> cur/ renames and
+    expunges. No errors; what the pass misses the next one takes; nothing young is lost."""
+    rng = random.Random(7)
+    addresses = [f"user{i:04d}@chat.example" for i in range(20)]
+    old, young = [], []
+    for address in addresses:
+        relay.account(address, folders=(".DeltaChat",))
+        for _ in range(60):
+            folder = rng.choice(["", ".DeltaChat"])
+            old.append(relay.message(address, age=25 * DAY, folder=folder, box="new"))
+            young.append(relay.message(address, age=DAY, folder=folder, box="cur"))
+    stop = threading.Event()
+    delivered: list[Path] = []
+    actions = [0]
+
+    def dovecot() -> None:
+        while not stop.is_set():
+            victim = rng.choice(old)
+            action = rng.random()
+            try:
+                if action < 0.4:  # a client opened the folder: new/ -> cur/
+                    victim.rename(victim.parent.parent / "cur" / (victim.name + ":2,S"))
+                elif action < 0.7:  # expunge
+                    victim.unlink()
+                else:  # delivery: written in tmp/, renamed into new/
+                    address = rng.choice(addresses)
+                    path = relay.message(address, age=0, box="tmp")
+                    target = path.parent.parent / "new" / path.name
+                    path.rename(target)
+                    delivered.append(target)
+            except FileNotFoundError:
+                continue
+            actions[0] += 1
+
+    worker = threading.Thread(target=dovecot)
+    worker.start()
+    try:
+        first = reap(relay.root, Policy(), relay.now)
+    finally:
+        stop.set()
+        worker.join()
+    assert first.errors == []
+    assert actions[0] > 10, "nothing happened during the pass"
+    second = reap(relay.root, Policy(), relay.now)
+    assert second.errors == []
+    assert all(p.exists() for p in young + delivered)
+    assert not any(p.name.startswith(str(relay.now - 25 * DAY)) for p in relay.root.rglob("*"))
