@@ -43,7 +43,7 @@ class Relay:
 
 
 @pytest.fixture
-def relay(stack_root: Path) -> Iterator[Relay]:
+def live_relay(stack_root: Path) -> Iterator[Relay]:
     """Dovecot asking chatmail-auth (socket-activated, as the mail user) for accounts."""
     run_dir = stack_root / "run"
     run_dir.mkdir()
@@ -156,7 +156,8 @@ def reap_later(relay: Relay, days_ahead: int) -> str:
     return result.stdout
 
 
-def test_reaper_over_real_dovecot_mailboxes(relay):
+def test_reaper_over_real_dovecot_mailboxes(live_relay):
+    relay = live_relay
     a, b, c = (f"{name}@chat.example" for name in ("alice0001", "bob000002", "carol0003"))
     mailboxes = Path(relay.config.chatmail.mailboxes_dir)
     for user in (a, b, c):  # the first login creates the account
