@@ -19,6 +19,8 @@ DEB_PACKAGES=(
   pybuild-plugin-pyproject python3-wheel
   # the package's maintainer scripts (adduser) and its man page checks (man, groff)
   adduser man-db groff-base
+  # the package test loads the units' system call filter into the services it starts
+  python3-seccomp
   # the reaper's real-Dovecot test runs chatmail-expire days "later" (libfaketime)
   faketime
   # chatmail-auth hashes with libxcrypt's crypt_rn (ctypes); bench/auth compiles its client

@@ -194,6 +194,67 @@ def _yes(unit: dict[str, dict[str, list[str]]], key: str) -> bool:
 _SYSTEM_MOUNTS = r"/|/usr*|/etc*|/var*|/boot*|/opt*|/srv*|/run*|/home*|/root*|/tmp*"
 
 
+_SECCOMP = r"""
+import errno, os, socket, sys
+import seccomp
+from seccomp import ALLOW, ERRNO, EQ, MASKED_EQ, NE, Arg
+allowed, flags, argv = set(sys.argv[1].split(",")), sys.argv[2].split(","), sys.argv[3:]
+f = seccomp.SyscallFilter(ERRNO(errno.EPERM))
+special = ({"mmap", "mprotect", "pkey_mprotect", "shmat"} if "mdwe" in flags else set()) | (
+    {"socket"} if "unix" in flags else set())
+for name in sorted(allowed - special):
+    try:
+        f.add_rule(ALLOW, name)
+    except Exception:
+        pass  # not a system call on this architecture
+W, X, SHM_EXEC = 0x2, 0x4, 0o100000
+if "mdwe" in flags:  # MemoryDenyWriteExecute=yes, as systemd words it
+    f.add_rule(ALLOW, "mmap", Arg(2, MASKED_EQ, X, 0))
+    f.add_rule(ALLOW, "mmap", Arg(2, MASKED_EQ, W, 0))
+    for name in ("mprotect", "pkey_mprotect"):
+        f.add_rule(ALLOW, name, Arg(2, MASKED_EQ, X, 0))
+    f.add_rule(ALLOW, "shmat", Arg(2, MASKED_EQ, SHM_EXEC, 0))
+if "unix" in flags:  # RestrictAddressFamilies=AF_UNIX
+    f.add_rule(ALLOW, "socket", Arg(0, EQ, socket.AF_UNIX))
+    f.add_rule(ERRNO(errno.EAFNOSUPPORT), "socket", Arg(0, NE, socket.AF_UNIX))
+f.load()
+os.execvp(argv[0], argv)
+"""
+
+
+def _syscall_group(name: str, cache: dict[str, set[str]] = {}) -> set[str]:  # noqa: B006
+    """The system calls of a systemd group such as @system-service, nested groups resolved."""
+    if not name.startswith("@"):
+        return {name}
+    if name not in cache:
+        out = run(["systemd-analyze", "syscall-filter", name]).stdout.splitlines()[1:]
+        names = [line.strip() for line in out if line.strip() and line.strip()[0] != "#"]
+        cache[name] = set().union(*(_syscall_group(n) for n in names)) if names else set()
+    return cache[name]
+
+
+def seccomp_prefix(unit: dict[str, dict[str, list[str]]]) -> list[str]:
+    """Prefix that loads the unit's system call sandbox (python3-seccomp), then execs.
+
+    Emulates an allow-list SystemCallFilter= (with later "~" lines removing from it) answered
+    with EPERM, MemoryDenyWriteExecute=yes and RestrictAddressFamilies=AF_UNIX, the way systemd
+    builds them. Needs no_new_privs (set before). Empty if the unit sets none of them.
+    """
+    values = unit.get("Service", {}).get("SystemCallFilter", [])
+    if not values or values[0].startswith("~"):
+        return []
+    allowed: set[str] = set()
+    for value in values:
+        names = set().union(*(_syscall_group(n) for n in value.lstrip("~").split()))
+        allowed = allowed - names if value.startswith("~") else allowed | names
+    flags = ["none"]
+    if _yes(unit, "MemoryDenyWriteExecute"):
+        flags.append("mdwe")
+    if last(unit, "Service", "RestrictAddressFamilies") == "AF_UNIX":
+        flags.append("unix")
+    return ["/usr/bin/python3", "-I", "-c", _SECCOMP, ",".join(sorted(allowed)), ",".join(flags)]
+
+
 def sandboxed(unit: dict[str, dict[str, list[str]]]) -> list[str]:
     """Prefix that runs a command inside an emulation of the unit's sandbox.
 
@@ -201,8 +262,10 @@ def sandboxed(unit: dict[str, dict[str, list[str]]]) -> list[str]:
     what the unit asks for and util-linux can do: ProtectSystem=strict (every system mount
     read-only) with ReadWritePaths= and ReadOnlyPaths=, PrivateTmp=, ProtectHome=,
     PrivateNetwork= (no interface up), then User=/Group=, NoNewPrivileges=, an empty
-    CapabilityBoundingSet= and UMask=. Not emulated: system call filters, address families,
-    the kernel and /proc protections. The process keeps its pid (socket activation checks it).
+    CapabilityBoundingSet= and UMask=, and last the system call filter with
+    MemoryDenyWriteExecute= and RestrictAddressFamilies= (`seccomp_prefix`). Not emulated: the
+    kernel and /proc protections, PrivateUsers=. The process keeps its pid (socket activation
+    checks it).
     """
     script = ["set -e", "mount --make-rprivate /"]
     if last(unit, "Service", "ProtectSystem") == "strict":
@@ -229,7 +292,7 @@ def sandboxed(unit: dict[str, dict[str, list[str]]]) -> list[str]:
         unit, "Service", "CapabilityBoundingSet"
     ):
         privileges += ["--bounding-set=-all", "--inh-caps=-all"]
-    script.append("exec " + shlex.join(privileges) + ' -- "$@"')
+    script.append("exec " + shlex.join([*privileges, "--", *seccomp_prefix(unit)]) + ' "$@"')
     namespaces = ["--mount"] + (["--net"] if _yes(unit, "PrivateNetwork") else [])
     return ["unshare", *namespaces, "--", "sh", "-c", "\n".join(script), "sandbox"]
 

@@ -307,8 +307,13 @@ touch {mailboxes}/probe && rm {mailboxes}/probe && echo "mailboxes writable"
 [ "$(id -un)" = vmail ] && echo "user vmail"
 grep -q "^CapBnd:.0000000000000000" /proc/self/status && echo "no capabilities"
 grep -q "^NoNewPrivs:.1" /proc/self/status && echo "no new privileges"
-/usr/bin/python3 -c "import socket; socket.create_connection(('127.0.0.1', 25), 2)" \
-    2>/dev/null || echo "no network"
+[ "$(grep -c : /proc/net/dev)" = 1 ] && echo "no network"
+/usr/bin/python3 -c "import socket; socket.socket(socket.AF_UNIX)" && echo "unix sockets"
+/usr/bin/python3 -c "import socket; socket.socket(socket.AF_INET)" 2>/dev/null \
+    || echo "inet refused"
+/usr/bin/python3 -c "import mmap; mmap.mmap(-1, 4096, prot=7)" 2>/dev/null || echo "wx refused"
+/usr/bin/python3 -c "import os; os.setpriority(os.PRIO_PROCESS, 0, 5)" 2>/dev/null \
+    || echo "setpriority refused"
 """
 
 
@@ -326,13 +331,25 @@ def test_the_sandbox_emulation_denies_what_the_unit_denies(pkg, service, mailbox
     probe = SANDBOX_PROBE.format(mailboxes=MAILBOXES)
     result = run([*sandboxed(read_unit(UNIT_DIR / service)), "sh", "-c", probe])
     seen = set(result.stdout.splitlines())
-    expected = {"private tmp", "user vmail", "no capabilities", "no new privileges", "no network"}
+    expected = {
+        "private tmp",
+        "user vmail",
+        "no capabilities",
+        "no new privileges",
+        "no network",
+        "unix sockets",
+        "inet refused",  # RestrictAddressFamilies=AF_UNIX
+        "wx refused",  # MemoryDenyWriteExecute=yes
+        "setpriority refused",  # SystemCallFilter=~@resources
+    }
     if mailboxes_writable:
         expected.add("mailboxes writable")
     assert seen == expected, result.stdout + result.stderr
-    # and the probe itself can see the host's side: without the sandbox /etc is writable
-    host = run(["sh", "-c", "touch /etc/chatmail/probe && rm /etc/chatmail/probe && echo ok"])
-    assert host.stdout.strip() == "ok"
+    # and outside the sandbox the same probe sees none of it
+    outside = set(run(["sh", "-c", probe]).stdout.splitlines())
+    run(["rm", "-f", "/etc/chatmail/probe", "/usr/probe"])
+    assert outside >= {"etc writable", "usr writable", "unix sockets"}
+    assert not outside & {"no network", "inet refused", "wx refused", "setpriority refused"}
 
 
 def _activate(pkg: Installed, name: str, log: Path) -> tuple[subprocess.Popen, Path]:
