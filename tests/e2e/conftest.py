@@ -21,7 +21,7 @@ def observer_address() -> str:
 
 
 @pytest.fixture(scope="package")
-def relay(observer_address: str) -> Iterator[LocalRelay]:
+def relay(request: pytest.FixtureRequest, observer_address: str) -> Iterator[LocalRelay]:
     """The relay the whole e2e package shares (services log at debug level)."""
     root = stack_dir("chatmail-e2e-")
     relay = LocalRelay(
@@ -30,8 +30,14 @@ def relay(observer_address: str) -> Iterator[LocalRelay]:
         config_sections={"chatmail": {"log_level": "debug"}},
         postfix_settings={"always_bcc": observer_address},
     )
+    failed_before = request.session.testsfailed
     with relay:
         yield relay
+        if request.session.testsfailed > failed_before:
+            # Show what the daemons said; pytest prints it with the failure report.
+            print("--- our services ---\n" + relay.service_logs()[-20000:])
+            print("--- dovecot ---\n" + relay.dovecot.log_text()[-20000:])
+            print("--- postfix ---\n" + relay.postfix.log_text()[-20000:])
     shutil.rmtree(root, ignore_errors=True)
 
 

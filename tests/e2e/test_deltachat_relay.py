@@ -30,6 +30,16 @@ def maildir_files(home: Path) -> list[Path]:
     return sorted(p for p in home.rglob("*") if p.is_file() and p.parent.name in ("cur", "new"))
 
 
+def age_message(path: Path, delivered: int) -> Path:
+    """Make a message look delivered at `delivered`: Dovecot's name starts with that time,
+    and its mtime is that time (the reaper trusts the name; see docs/expire.md)."""
+    _, rest = path.name.split(".", 1)
+    aged = path.with_name(f"{delivered}.{rest}")
+    path.rename(aged)
+    os.utime(aged, (delivered, delivered))
+    return aged
+
+
 def imap_login(relay, addr: str, password: str) -> imaplib.IMAP4_SSL:
     imap = imaplib.IMAP4_SSL("127.0.0.1", relay.dovecot.imaps_port, ssl_context=TLS)
     imap.login(addr, password)
@@ -39,8 +49,8 @@ def imap_login(relay, addr: str, password: str) -> imaplib.IMAP4_SSL:
 def submit(relay, addr: str, password: str, message: bytes, rcpts: list[str], sender=None):
     """Send over SMTPS with the account's login; return (code, text) of the final reply."""
     with smtplib.SMTP_SSL("127.0.0.1", relay.postfix.smtps_port, context=TLS, timeout=60) as smtp:
-        smtp.login(addr, password)
         try:
+            smtp.login(addr, password)  # with the milter away, Postfix tempfails already here
             smtp.sendmail(sender or addr, rcpts, message)
         except smtplib.SMTPResponseException as exc:
             return exc.smtp_code, exc.smtp_error.decode(errors="replace")
@@ -173,27 +183,22 @@ def test_from_header_not_matching_login_is_refused(relay, pair):
     assert "From header" in text
 
 
-def test_sending_past_the_rate_limit_gets_450(relay, pair):
+def test_sending_past_the_rate_limit_gets_450(relay):
+    """The limit applies at MAIL FROM: a burst of transactions, then 450 from the milter."""
     credentials = relay.new_credentials()
     addr, password = credentials["email"], credentials["password"]
     imap_login(relay, addr, password).logout()
-    (_, alice), _ = pair
-    codes = []
     burst = relay.config.milter.max_user_send_burst_size
+    codes = []
     with smtplib.SMTP_SSL("127.0.0.1", relay.postfix.smtps_port, context=TLS, timeout=60) as smtp:
         smtp.login(addr, password)
         for _ in range(burst + 5):
-            try:
-                smtp.sendmail(addr, [alice["email"]], cleartext(addr, alice["email"]))
-                codes.append(250)
-            except smtplib.SMTPResponseException as exc:
-                codes.append(exc.smtp_code)
-                smtp.rset()
-            except smtplib.SMTPSenderRefused as exc:
-                codes.append(exc.smtp_code)
-                smtp.rset()
-    assert 450 in codes, codes
-    assert codes.index(450) >= burst - 1, codes
+            code, text = smtp.mail(addr)
+            codes.append(code)
+            smtp.rset()
+    assert codes[:burst] == [250] * burst, codes
+    assert 450 in codes[burst:], codes
+    assert b"Too much mail from" in text
 
 
 def test_message_sent_while_milter_is_down_arrives_after_it_is_back(relay, pair, observer):
@@ -252,10 +257,8 @@ def test_auth_restart_while_logins_continue_loses_no_login(relay, pair):
 def test_mail_older_than_20_days_disappears_after_a_reaper_run(relay, observer):
     files = maildir_files(observer)
     assert len(files) >= 4
-    old = time.time() - 21 * 86400
-    aged = files[: len(files) // 2]
-    for path in aged:
-        os.utime(path, (old, old))
+    old = int(time.time() - 21 * 86400)
+    aged = [age_message(path, old) for path in files[: len(files) // 2]]
     result = relay.expire("--verbose")
     assert result.returncode == 0, result.stderr
     remaining = maildir_files(observer)

@@ -15,7 +15,8 @@ import socket
 import subprocess
 from pathlib import Path
 
-# The service itself with LISTEN_PID = its own pid ($$ survives exec) and the socket on fd 3.
+# bash, not dash: dash refuses fd numbers above 9. The service runs with the socket on fd 3
+# and LISTEN_PID = its own pid ($$ survives exec).
 _WRAPPER = 'LISTEN_FDS=1 LISTEN_PID=$$ exec "$@"'
 _MOVE_TO_FD3 = "exec 3<&{fd} {fd}<&-; "
 
@@ -72,7 +73,7 @@ class ActivatedService:
     def start(self) -> ActivatedService:
         fd = self.listener.fileno()
         script = ("" if fd == 3 else _MOVE_TO_FD3.format(fd=fd)) + _WRAPPER
-        command = ["sh", "-c", script, "sh", *self.argv]
+        command = ["bash", "-c", script, "bash", *self.argv]
         if self.user:
             gid = pwd.getpwnam(self.user).pw_gid
             command = [

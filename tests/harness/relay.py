@@ -56,11 +56,12 @@ class LocalRelay:
         (self.root / "run").mkdir(parents=True, exist_ok=True)
         self.root.joinpath("run").chmod(0o755)
         self.auth_socket = self.root / "run" / "auth.sock"
-        sections = {
+        sections: dict[str, dict[str, object]] = {
             "chatmail": {"mail_domain": domain},
             "auth": {"socket": self.auth_socket},
-            **(config_sections or {}),
         }
+        for name, values in (config_sections or {}).items():
+            sections.setdefault(name, {}).update(values)
         self.config: Config = stack_config(self.root, **sections)
         self.config_path = Path(self.config.path)
         self.logs = self.root / "logs"
