@@ -14,6 +14,7 @@ import concurrent.futures
 import contextlib
 import errno
 import logging
+import resource
 import signal
 import socket
 
@@ -26,6 +27,15 @@ MAX_LINE = 64 * 1024  # Dovecot's DICT_CLIENT_MAX_LINE_LENGTH
 MAX_PENDING_OUTPUT = 256 * 1024
 ACCEPTS_PER_WAKEUP = 64
 SHUTDOWN_GRACE = 10.0
+FD_RESERVE = 64  # descriptors kept free for account files, the thread pool, logging
+
+
+def connection_limit() -> int:
+    """How many connections to hold open at once: the descriptor limit minus a reserve."""
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return 1 << 20
+    return max(16, soft - FD_RESERVE)
 
 
 class _Conn:
@@ -54,6 +64,8 @@ class DictServer:
         self.listeners = listeners
         self.pool = concurrent.futures.ThreadPoolExecutor(workers, "chatmail-auth")
         self.conns: dict[int, _Conn] = {}
+        self.max_conns = connection_limit()
+        self._paused = False  # not accepting: at max_conns (the rest wait in the listen queue)
         self.loop: asyncio.AbstractEventLoop | None = None
         self._stopping: asyncio.Event | None = None
 
@@ -98,16 +110,20 @@ class DictServer:
 
     def _accept(self, lsock: socket.socket) -> None:
         for _ in range(ACCEPTS_PER_WAKEUP):
+            if len(self.conns) >= self.max_conns:
+                self._set_paused(True)
+                return
             try:
                 sock, _addr = lsock.accept()
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
-                # EMFILE/ENFILE/ENOBUFS: leave the rest queued for the next wakeup
-                if exc.errno not in (errno.ECONNABORTED, errno.EPROTO):
-                    log.error("accept failed: %s", exc.strerror)
-                    return
-                continue
+                if exc.errno in (errno.ECONNABORTED, errno.EPROTO):
+                    continue
+                # EMFILE/ENFILE/ENOBUFS: leave the queue alone for a moment instead of spinning
+                log.error("accept failed: %s", exc.strerror)
+                self._pause_accepting(lsock)
+                return
             sock.setblocking(False)
             conn = _Conn(sock, Session(self.settings))
             self.conns[conn.fd] = conn
@@ -115,6 +131,28 @@ class DictServer:
             if conn.fd in self.conns and not conn.eof and not conn.out:
                 self.loop.add_reader(conn.fd, self._read, conn)  # type: ignore[union-attr]
                 conn.reading = True
+
+    def _pause_accepting(self, lsock: socket.socket, seconds: float = 0.1) -> None:
+        loop = self.loop
+        assert loop is not None
+        loop.remove_reader(lsock.fileno())
+
+        def resume() -> None:
+            stopping = self._stopping is not None and self._stopping.is_set()
+            if not stopping and not self._paused:
+                loop.add_reader(lsock.fileno(), self._accept, lsock)
+
+        loop.call_later(seconds, resume)
+
+    def _set_paused(self, paused: bool) -> None:
+        if paused == self._paused or (self._stopping and self._stopping.is_set()):
+            return
+        self._paused = paused
+        for lsock in self.listeners:
+            if paused:
+                self.loop.remove_reader(lsock.fileno())  # type: ignore[union-attr]
+            else:
+                self.loop.add_reader(lsock.fileno(), self._accept, lsock)  # type: ignore[union-attr]
 
     def _read(self, conn: _Conn) -> None:
         try:
@@ -235,3 +273,5 @@ class DictServer:
             conn.writing = False
         with contextlib.suppress(OSError):
             conn.sock.close()
+        if self._paused and len(self.conns) < self.max_conns:
+            self._set_paused(False)

@@ -62,8 +62,11 @@ def read_all(path: Path, data: bytes, timeout: float = 10.0) -> bytes:
 class Daemon:
     """chatmail-auth serve under `systemd-socket-activate -l SOCKET` (execs: pid = server)."""
 
-    def __init__(self, config: Config, root: Path, *, user: str | None = None) -> None:
+    def __init__(
+        self, config: Config, root: Path, *, user: str | None = None, wrap: list[str] = ()
+    ) -> None:
         self.config = config
+        self.wrap = list(wrap)  # e.g. ["prlimit", "--nofile=40", "--"]
         self.root = root
         self.user = user  # run (and own the socket) as this user, like the units' User=
         self.socket = root / "activated.sock"
@@ -78,16 +81,22 @@ class Daemon:
         if self.user:
             argv = ["setpriv", f"--reuid={self.user}", f"--regid={self.user}", "--init-groups",
                     "--", *argv]  # fmt: skip
+        argv = self.wrap + argv
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 argv,
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=self.root,
             )  # fmt: skip
-        deadline = time.monotonic() + 10
-        while not self.socket.exists():
-            assert time.monotonic() < deadline, "socket did not appear"
-            time.sleep(0.01)
-        return self
+        # ready = answers a lookup (the socket file exists a moment before listen(2))
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if exchange(self.socket, HELLO_AUTH + b"Lshared/none\t\n", 1) == [b"N"]:
+                    return self
+            except OSError:
+                pass
+            assert time.monotonic() < deadline and self.alive, self.log_text()
+            time.sleep(0.02)
 
     @property
     def alive(self) -> bool:

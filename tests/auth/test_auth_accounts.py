@@ -218,3 +218,16 @@ def test_mail_user_resolves_to_numbers(make_config):
     assert (settings.uid, settings.gid) == (entry.pw_uid, entry.pw_gid)
     with pytest.raises(accounts.SettingsError, match="mail_user"):
         settings_from_config(make_config(auth={"mail_user": "no-such-user-here"}))
+
+
+def test_run_as_root_hands_new_accounts_to_the_mail_user(make_config):
+    if os.geteuid() != 0:
+        pytest.skip("the hand-over only happens when the responder runs as root")
+    import pwd
+
+    entry = pwd.getpwnam("nobody")
+    settings = settings_from_config(make_config(auth={"mail_user": "nobody"}))
+    accounts.lookup_passdb(settings, GOOD, PASSWORD)
+    home = Path(settings.mailboxes_dir) / GOOD
+    for path in (home, home / "password", home / "enforceE2EEincoming"):
+        assert (path.stat().st_uid, path.stat().st_gid) == (entry.pw_uid, entry.pw_gid), path

@@ -13,6 +13,7 @@ from pathlib import Path
 from auth.authtools import (
     HELLO_AUTH,
     HELLO_LASTLOGIN,
+    Daemon,
     esc_e,
     exchange,
     passdb_lookup,
@@ -267,3 +268,24 @@ def test_sigterm_finishes_pending_creations(daemon, config):
     for home in root.iterdir():  # whatever was started is complete
         stored = (home / "password").read_text()
         assert stored.startswith("{SHA512-CRYPT}$6$") and stored.endswith("\n")
+
+
+def test_out_of_descriptors_neither_hangs_nor_spins(config, tmp_path):
+    daemon = Daemon(config, tmp_path, wrap=["prlimit", "--nofile=48", "--"]).start()
+    socks = []
+    try:
+        for i in range(120):  # far more than the daemon can hold open at once
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(30)
+            sock.connect(str(daemon.socket))
+            sock.sendall(HELLO_AUTH + userdb_lookup(f"fd{i:07d}@chat.example"))
+            socks.append(sock)
+        for sock in socks:  # answered in turn as earlier clients hang up
+            assert sock.recv(100) == b"N\n"
+            sock.close()
+        cpu = Path(f"/proc/{daemon.process.pid}/stat").read_text().split()
+        assert int(cpu[13]) + int(cpu[14]) < 500  # utime+stime ticks: it did not busy-loop
+    finally:
+        for sock in socks:
+            sock.close()
+        assert daemon.stop() == 0
