@@ -50,6 +50,9 @@ def escape_e(text: str) -> str:
 
 def split_passdb_key(rest: str) -> tuple[str, str] | None:
     """Split `<%E password>"<%E user>` at the first unescaped `"`; None if there is none."""
+    if "\\" not in rest:  # the common case: nothing escaped
+        password, sep, user = rest.partition('"')
+        return (password, user) if sep else None
     out: list[str] = []
     i, n = 0, len(rest)
     while i < n:

@@ -32,8 +32,11 @@ class Deferred:
     finish: Callable[[Any], str]
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"))  # ASCII only: no raw control characters
+
+
 def _json(fields: dict[str, Any]) -> str:
-    return json.dumps(fields, separators=(",", ":"))
+    return _ENCODER.encode(fields)
 
 
 def result_reply(result: Result) -> str:
