@@ -402,7 +402,8 @@ def test_auth_lookup_through_the_installed_service(pkg, tmp_path):
         assert mode_owner(MAILBOXES / address / "password")[1] == "vmail"
     finally:
         log = stop(proc) + (tmp_path / "auth.log").read_text()
-    assert proc.returncode is not None
+    # SIGTERM (systemctl stop) ends it cleanly: exit 0 or death by that signal
+    assert proc.returncode in (0, -15), log
     assert "Traceback" not in log, log
 
 
@@ -474,6 +475,7 @@ def test_milter_verdict_through_the_installed_service(pkg, tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr + log
     assert "verdict: custom reply" in result.stdout, result.stdout + log
     assert "PKGTEST: reject 523 5.7.10" in log, log
+    assert proc.returncode in (0, -15), log
     assert "Traceback" not in log, log
 
 
