@@ -55,7 +55,7 @@ class Idler:
     """An IMAP IDLE session on INBOX that reports each new EXISTS."""
 
     def __init__(self, port: int, addr: str, password: str) -> None:
-        raw = socket.create_connection(("127.0.0.1", port), timeout=30)
+        raw = socket.create_connection(("127.0.0.1", port))
         self.sock = TLS.wrap_socket(raw)
         self.file = self.sock.makefile("rb")
         self.file.readline()
@@ -77,9 +77,15 @@ class Idler:
                 return
 
     def _read(self) -> None:
-        for line in self.file:
-            if line.endswith(b"EXISTS\r\n"):
-                self.exists.set()
+        try:
+            for line in self.file:
+                if line.endswith(b"EXISTS\r\n"):
+                    self.exists.set()
+        except OSError:
+            pass  # closed by close()
+
+    def close(self) -> None:
+        self.sock.close()
 
 
 def latency_run(relay: LocalRelay, count: int) -> list[float]:
@@ -103,6 +109,7 @@ def latency_run(relay: LocalRelay, count: int) -> list[float]:
             if not idler.exists.wait(30):
                 raise RuntimeError("no IDLE notification within 30 s")
             latencies.append(time.perf_counter() - start)
+    idler.close()
     return latencies
 
 
