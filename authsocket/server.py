@@ -1,10 +1,12 @@
-"""The dict server: an asyncio loop over raw non-blocking UNIX sockets.
+"""The dict server: asyncio for the life cycle, one inner epoll set for the sockets.
 
 Connection setup is the hot path (Dovecot 2.3 opens a connection for nearly every lookup), so
-this uses the loop's reader callbacks on plain sockets instead of transports and protocols:
-accept, read at once what the client already sent, answer, and wait for EOF. Replies leave in
-order; pipelined lines are answered in one write. Slow work (account creation, iteration)
-runs in worker threads while the connection's later lines wait.
+connections are plain sockets in an epoll set of their own, which the asyncio loop watches as
+one reader: one wakeup dispatches every ready socket without per-socket asyncio handles, and a
+closed socket leaves the set by itself. Per connection: accept, read at once what the client
+already sent, answer, wait for EOF. Replies leave in order; pipelined lines are answered in one
+write. Slow work (account creation, iteration) runs in worker threads while the connection's
+later lines wait. Signals, timers and the thread pool's results stay with asyncio.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import contextlib
 import errno
 import logging
 import resource
+import select
 import signal
 import socket
 
@@ -26,8 +29,12 @@ log = logging.getLogger("chatmail.auth")
 MAX_LINE = 64 * 1024  # Dovecot's DICT_CLIENT_MAX_LINE_LENGTH
 MAX_PENDING_OUTPUT = 256 * 1024
 ACCEPTS_PER_WAKEUP = 64
+EVENTS_PER_WAKEUP = 512
 SHUTDOWN_GRACE = 10.0
 FD_RESERVE = 64  # descriptors kept free for account files, the thread pool, logging
+_IN = select.EPOLLIN
+_OUT = select.EPOLLOUT
+_DONTWAIT = socket.MSG_DONTWAIT
 
 
 def connection_limit() -> int:
@@ -39,21 +46,18 @@ def connection_limit() -> int:
 
 
 class _Conn:
-    __slots__ = (
-        "buf", "busy", "eof", "fd", "out", "reading", "session", "skipping", "sock", "writing",
-    )  # fmt: skip
+    __slots__ = ("buf", "busy", "eof", "fd", "mask", "out", "session", "skipping", "sock")
 
     def __init__(self, sock: socket.socket, session: Session) -> None:
         self.sock = sock
         self.fd = sock.fileno()
         self.session = session
         self.buf = b""
-        self.out = b""
-        self.busy = False
+        self.out = b""  # reply bytes the socket did not take yet
+        self.busy = False  # a Deferred is running; later lines wait
         self.skipping = False  # discarding the rest of an overlong line
-        self.eof = False
-        self.reading = False
-        self.writing = False
+        self.eof = False  # the client has shut down its side
+        self.mask: int | None = None  # events registered in the epoll set; None: not in it
 
 
 class DictServer:
@@ -61,11 +65,13 @@ class DictServer:
 
     def __init__(self, settings: Settings, listeners: list[socket.socket], workers: int = 8):
         self.settings = settings
-        self.listeners = listeners
+        self.listeners = {lsock.fileno(): lsock for lsock in listeners}
         self.pool = concurrent.futures.ThreadPoolExecutor(workers, "chatmail-auth")
         self.conns: dict[int, _Conn] = {}
         self.max_conns = connection_limit()
-        self._paused = False  # not accepting: at max_conns (the rest wait in the listen queue)
+        self.epoll = select.epoll()
+        self._accepting = False
+        self._paused_until = 0.0  # after EMFILE and the like: a short pause, no spinning
         self.loop: asyncio.AbstractEventLoop | None = None
         self._stopping: asyncio.Event | None = None
 
@@ -75,9 +81,10 @@ class DictServer:
         """Accept and serve until `stop()`; then finish pending work and close everything."""
         self.loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
-        for lsock in self.listeners:
+        for lsock in self.listeners.values():
             lsock.setblocking(False)
-            self.loop.add_reader(lsock.fileno(), self._accept, lsock)
+        self._set_accepting(True)
+        self.loop.add_reader(self.epoll.fileno(), self._poll)
         try:
             await self._stopping.wait()
         finally:
@@ -95,23 +102,82 @@ class DictServer:
     async def _shutdown(self) -> None:
         loop = self.loop
         assert loop is not None
-        for lsock in self.listeners:
-            loop.remove_reader(lsock.fileno())
+        self._set_accepting(False)
+        for lsock in self.listeners.values():
             lsock.close()
         deadline = loop.time() + SHUTDOWN_GRACE
         while any(c.busy or c.out for c in self.conns.values()) and loop.time() < deadline:
             await asyncio.sleep(0.02)
         for conn in list(self.conns.values()):
             self._close(conn)
+        loop.remove_reader(self.epoll.fileno())
+        self.epoll.close()
         self.pool.shutdown(wait=True)
         log.info("stopped")
+
+    # -- the epoll set --
+
+    def _poll(self) -> None:
+        try:
+            events = self.epoll.poll(0, EVENTS_PER_WAKEUP)
+        except InterruptedError:
+            return
+        conns = self.conns
+        for fd, ev in events:
+            conn = conns.get(fd)
+            if conn is None:
+                lsock = self.listeners.get(fd)
+                if lsock is not None and self._accepting:
+                    self._accept(lsock)
+                continue
+            if ev & _OUT and conn.out:
+                self._flush(conn)
+            if ev & ~_OUT and not conn.eof:  # readable, hang-up or error: read tells
+                self._read(conn)
+
+    def _update(self, conn: _Conn) -> None:
+        """Register what the connection waits for: input (unless EOF or the client is not
+        keeping up), output if pending; nothing at all while only a Deferred is awaited (a
+        hung-up socket would otherwise report EPOLLHUP on every wakeup)."""
+        if self.conns.get(conn.fd) is not conn:
+            return
+        wants_input = not (
+            conn.eof
+            or len(conn.out) > MAX_PENDING_OUTPUT
+            or (conn.busy and len(conn.buf) > 4 * MAX_LINE)
+        )
+        mask = (_IN if wants_input else 0) | (_OUT if conn.out else 0)
+        if mask == conn.mask:
+            return
+        if not mask:
+            self.epoll.unregister(conn.fd)
+            conn.mask = None
+        elif conn.mask is None:
+            self.epoll.register(conn.fd, mask)
+            conn.mask = mask
+        else:
+            self.epoll.modify(conn.fd, mask)
+            conn.mask = mask
+
+    def _set_accepting(self, accepting: bool) -> None:
+        if accepting == self._accepting:
+            return
+        if accepting and self._stopping is not None and self._stopping.is_set():
+            return
+        self._accepting = accepting
+        for fd in self.listeners:
+            if accepting:
+                self.epoll.register(fd, _IN)
+            else:
+                with contextlib.suppress(OSError):
+                    self.epoll.unregister(fd)
 
     # -- connections --
 
     def _accept(self, lsock: socket.socket) -> None:
         for _ in range(ACCEPTS_PER_WAKEUP):
             if len(self.conns) >= self.max_conns:
-                self._set_paused(True)
+                self._set_accepting(False)  # the rest wait in the listen queue
                 return
             try:
                 sock, _addr = lsock.accept()
@@ -122,41 +188,22 @@ class DictServer:
                     continue
                 # EMFILE/ENFILE/ENOBUFS: leave the queue alone for a moment instead of spinning
                 log.error("accept failed: %s", exc.strerror)
-                self._pause_accepting(lsock)
+                self._set_accepting(False)
+                self.loop.call_later(0.1, self._resume_accepting)  # type: ignore[union-attr]
                 return
-            sock.setblocking(False)
+            # The socket stays in blocking mode; every call passes MSG_DONTWAIT instead.
             conn = _Conn(sock, Session(self.settings))
             self.conns[conn.fd] = conn
             self._read(conn)  # the client usually sent hello and lookup already
-            if conn.fd in self.conns and not conn.eof and not conn.out:
-                self.loop.add_reader(conn.fd, self._read, conn)  # type: ignore[union-attr]
-                conn.reading = True
+            self._update(conn)
 
-    def _pause_accepting(self, lsock: socket.socket, seconds: float = 0.1) -> None:
-        loop = self.loop
-        assert loop is not None
-        loop.remove_reader(lsock.fileno())
-
-        def resume() -> None:
-            stopping = self._stopping is not None and self._stopping.is_set()
-            if not stopping and not self._paused:
-                loop.add_reader(lsock.fileno(), self._accept, lsock)
-
-        loop.call_later(seconds, resume)
-
-    def _set_paused(self, paused: bool) -> None:
-        if paused == self._paused or (self._stopping and self._stopping.is_set()):
-            return
-        self._paused = paused
-        for lsock in self.listeners:
-            if paused:
-                self.loop.remove_reader(lsock.fileno())  # type: ignore[union-attr]
-            else:
-                self.loop.add_reader(lsock.fileno(), self._accept, lsock)  # type: ignore[union-attr]
+    def _resume_accepting(self) -> None:
+        if len(self.conns) < self.max_conns:
+            self._set_accepting(True)
 
     def _read(self, conn: _Conn) -> None:
         try:
-            data = conn.sock.recv(65536)
+            data = conn.sock.recv(65536, _DONTWAIT)
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
@@ -164,9 +211,10 @@ class DictServer:
             return
         if not data:
             conn.eof = True
-            self._stop_reading(conn)
             if not conn.busy and not conn.out:
                 self._close(conn)
+            else:
+                self._update(conn)
             return
         conn.buf += data
         self._process(conn)
@@ -204,14 +252,14 @@ class DictServer:
             out.append(reply)
         if out:
             self._write(conn, "".join(out).encode("utf-8", "surrogateescape"))
-        if conn.out and len(conn.out) > MAX_PENDING_OUTPUT:
-            self._stop_reading(conn)  # the client does not read: stop reading from it
-        elif conn.eof and not conn.busy and not conn.out and conn.fd in self.conns:
+        if conn.eof and not conn.busy and not conn.out:
             self._close(conn)
+        else:
+            self._update(conn)
 
     def _finish(self, conn: _Conn, deferred: Deferred, future: asyncio.Future) -> None:
         conn.busy = False
-        if conn.fd not in self.conns or self.conns[conn.fd] is not conn:
+        if self.conns.get(conn.fd) is not conn:
             return
         try:
             reply = deferred.finish(future.result())
@@ -219,7 +267,7 @@ class DictServer:
             log.exception("internal error in deferred dict work")
             reply = "Finternal error\n"
         self._write(conn, reply.encode("utf-8", "surrogateescape"))
-        if conn.fd in self.conns:
+        if self.conns.get(conn.fd) is conn:
             self._process(conn)
 
     def _write(self, conn: _Conn, data: bytes) -> None:
@@ -227,7 +275,7 @@ class DictServer:
             conn.out += data
             return
         try:
-            sent = conn.sock.send(data)
+            sent = conn.sock.send(data, _DONTWAIT)
         except (BlockingIOError, InterruptedError):
             sent = 0
         except OSError:
@@ -235,43 +283,29 @@ class DictServer:
             return
         if sent < len(data):
             conn.out = data[sent:]
-            self.loop.add_writer(conn.fd, self._flush, conn)  # type: ignore[union-attr]
-            conn.writing = True
 
     def _flush(self, conn: _Conn) -> None:
         try:
-            sent = conn.sock.send(conn.out)
+            sent = conn.sock.send(conn.out, _DONTWAIT)
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
             self._close(conn)
             return
         conn.out = conn.out[sent:]
-        if conn.out:
-            return
-        self.loop.remove_writer(conn.fd)  # type: ignore[union-attr]
-        conn.writing = False
-        if conn.eof and not conn.busy:
+        if not conn.out and conn.eof and not conn.busy:
             self._close(conn)
-        elif not conn.eof and not conn.reading:
-            self.loop.add_reader(conn.fd, self._read, conn)  # type: ignore[union-attr]
-            conn.reading = True
-            self._process(conn)
-
-    def _stop_reading(self, conn: _Conn) -> None:
-        if conn.reading:
-            self.loop.remove_reader(conn.fd)  # type: ignore[union-attr]
-            conn.reading = False
+            return
+        self._update(conn)
+        if not conn.out:
+            self._process(conn)  # lines that waited while the client was not reading
 
     def _close(self, conn: _Conn) -> None:
         if self.conns.get(conn.fd) is not conn:
             return
         del self.conns[conn.fd]
-        self._stop_reading(conn)
-        if conn.writing:
-            self.loop.remove_writer(conn.fd)  # type: ignore[union-attr]
-            conn.writing = False
+        # closing the descriptor removes it from the epoll set
         with contextlib.suppress(OSError):
             conn.sock.close()
-        if self._paused and len(self.conns) < self.max_conns:
-            self._set_paused(False)
+        if not self._accepting and len(self.conns) < self.max_conns:
+            self._set_accepting(True)
