@@ -181,10 +181,16 @@ def _home(settings: Settings, address: str) -> Path:
     return layout.account_dir(settings.mailboxes_dir, address)
 
 
+def _home_str(settings: Settings, address: str) -> str:
+    # the hot path: plain strings, no pathlib (the same path as layout.account_dir)
+    return settings.mailboxes_dir + "/" + address
+
+
 def read_hash(settings: Settings, address: str) -> str | None:
     """The stored hash of a (validated) address, or None if it has no complete account."""
+    path = _home_str(settings, address) + "/" + layout.PASSWORD_FILE
     try:
-        fd = os.open(layout.password_path(_home(settings, address)), os.O_RDONLY | os.O_NOFOLLOW)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except FileNotFoundError:
         return None
     except NotADirectoryError:
@@ -201,7 +207,7 @@ def userdb_fields(settings: Settings, address: str) -> dict[str, str | int]:
     """The userdb fields Dovecot needs: home, numeric uid/gid, quota for 2.3 and 2.4."""
     kib = -(-settings.max_mailbox_size // 1024)
     return {
-        "home": str(_home(settings, address)),
+        "home": _home_str(settings, address),
         "uid": settings.uid,
         "gid": settings.gid,
         "quota_rule": f"*:storage={kib}",
