@@ -41,9 +41,8 @@ def memory_kb(pid: int) -> dict[str, int]:
 
 
 def start(argv: list[str], socket: Path, workdir: Path) -> subprocess.Popen:
-    proc = subprocess.Popen(
-        argv, cwd=workdir, stdout=subprocess.DEVNULL, stderr=open(workdir / "milter.log", "ab")
-    )
+    with open(workdir / "milter.log", "ab") as log:
+        proc = subprocess.Popen(argv, cwd=workdir, stdout=subprocess.DEVNULL, stderr=log)
     deadline = time.monotonic() + 20
     while not socket.exists():
         if time.monotonic() > deadline or proc.poll() is not None:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 import pwd
 import smtplib
-import subprocess
 import ssl
+import subprocess
 import threading
 import time
 from pathlib import Path
