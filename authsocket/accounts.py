@@ -257,7 +257,9 @@ def lookup_passdb(settings: Settings, user: str, password: str, *, create: bool 
         return Result(Status.CREATABLE)
     try:
         stored, created = create_account(settings, address, password)
-    except (OSError, HashError) as exc:
+    except OSError as exc:  # strerror only: the filename would name the address
+        return Result(Status.TEMPFAIL, reason=f"cannot create account: {exc.strerror}")
+    except HashError as exc:
         return Result(Status.TEMPFAIL, reason=f"cannot create account: {exc}")
     return Result(
         Status.FOUND, {"password": stored, **userdb_fields(settings, address)}, created=created

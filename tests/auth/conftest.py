@@ -19,10 +19,12 @@ def settings(config: Config) -> Settings:
 
 @pytest.fixture
 def daemon(config: Config, tmp_path: Path) -> Iterator[Daemon]:
-    """chatmail-auth serve started by systemd-socket-activate; must stop cleanly."""
+    """chatmail-auth serve started by systemd-socket-activate; must stop cleanly, and its
+    log (level info) must name no address."""
     server = Daemon(config, tmp_path).start()
     yield server
     status = server.stop()
     log = server.log_text()
     assert "Traceback" not in log, log
     assert status == 0, log
+    assert "@chat.example" not in log, log  # addresses only at log_level = debug

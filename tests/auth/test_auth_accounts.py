@@ -231,3 +231,11 @@ def test_run_as_root_hands_new_accounts_to_the_mail_user(make_config):
     home = Path(settings.mailboxes_dir) / GOOD
     for path in (home, home / "password", home / "enforceE2EEincoming"):
         assert (path.stat().st_uid, path.stat().st_gid) == (entry.pw_uid, entry.pw_gid), path
+
+
+def test_creation_failure_is_temporary_and_does_not_name_the_address(settings):
+    (Path(settings.mailboxes_dir) / GOOD).write_text("not a directory")
+    result = accounts.lookup_passdb(settings, GOOD, PASSWORD)
+    assert result.status is Status.TEMPFAIL
+    assert "cannot create account" in result.reason
+    assert "abcdefghi" not in result.reason

@@ -10,7 +10,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from auth.authtools import CHATMAIL_AUTH, HELLO_AUTH, exchange, userdb_lookup
+from auth.authtools import CHATMAIL_AUTH, HELLO_AUTH, Daemon, exchange, passdb_lookup, userdb_lookup
 from chatmail_services.authsocket.hashing import verify_password
 
 USER = "abcdefghi@chat.example"
@@ -113,3 +113,13 @@ def test_serve_binds_its_own_socket_without_activation(config, tmp_path):
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(15) == 0
+
+
+def test_debug_level_logs_addresses(make_config, tmp_path):
+    config = make_config(chatmail={"log_level": "debug"})
+    daemon = Daemon(config, tmp_path).start()
+    try:
+        exchange(daemon.socket, HELLO_AUTH + passdb_lookup(USER, PASSWORD), 1)
+    finally:
+        assert daemon.stop() == 0
+    assert USER in daemon.log_text()
