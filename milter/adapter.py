@@ -49,6 +49,8 @@ def _guarded(method: Callable[..., int]) -> Callable[..., int]:
     @functools.wraps(method)
     def wrapper(self: ChatmailMilter, *args: Any) -> int:
         try:
+            if self.failed and method.__name__ != "envfrom":
+                raise RuntimeError("an earlier callback of this message failed")
             return method(self, *args)
         except Exception:
             log.exception("internal error in %s; answering 451 4.3.0", method.__name__)
@@ -62,6 +64,22 @@ def _guarded(method: Callable[..., int]) -> Callable[..., int]:
     return wrapper
 
 
+def _deferred(method: Callable[..., int]) -> Callable[..., int]:
+    """For callbacks Postfix does not wait on (@noreply): remember an exception, answer it
+    with 451 at the next callback that has a reply (body or end of message)."""
+
+    @functools.wraps(method)
+    def wrapper(self: ChatmailMilter, *args: Any) -> int:
+        try:
+            method(self, *args)
+        except Exception:
+            log.exception("internal error in %s; answering 451 4.3.0", method.__name__)
+            self.failed = True
+        return Milter.CONTINUE
+
+    return wrapper
+
+
 class ChatmailMilter(Milter.Base):
     """One SMTP connection as seen by the milter."""
 
@@ -71,6 +89,7 @@ class ChatmailMilter(Milter.Base):
         self._reset()
 
     def _reset(self) -> None:
+        self.failed = False
         if self.spool is not None:
             self.spool.close()
         self.spool = None
@@ -118,8 +137,9 @@ class ChatmailMilter(Milter.Base):
             return self._refuse(mismatch)
         return Milter.CONTINUE
 
+    @Milter.noreply
     @Milter.decode("bytes")
-    @_guarded
+    @_deferred
     def envrcpt(self, rcpt: bytes | str, *params: bytes | str) -> int:
         address = mime.envelope_address(_text(rcpt))
         log.debug("rcpt to %r", address)
@@ -127,18 +147,18 @@ class ChatmailMilter(Milter.Base):
         return Milter.CONTINUE
 
     def _grow(self, count: int) -> int | None:
+        """Count body bytes; the 552 reply once the message (headers too) is too big."""
         self.size += count
         if self.size > self.service.max_message_size:
             return self._refuse(policy.refuse(policy.TOO_BIG, "message too big"))
         return None
 
+    @Milter.noreply
     @Milter.decode("bytes")
-    @_guarded
+    @_deferred
     def header(self, name: str, value: bytes | str) -> int:
         raw = value if isinstance(value, bytes) else value.encode("utf-8", "surrogateescape")
-        too_big = self._grow(len(name) + len(raw) + 4)
-        if too_big is not None:
-            return too_big
+        self.size += len(name) + len(raw) + 4  # checked against the limit at the body
         unfolded = raw.replace(b"\r\n", b"\n").replace(b"\n", b"")
         self.headers.append((name.lower(), _text(unfolded).strip(" \t")))
         return Milter.CONTINUE

@@ -59,13 +59,12 @@ class Session:
         rc = self.ctx._envfrom(f"<{sender}>")
         if rc != Milter.CONTINUE:
             return rc
+        # RCPT and headers are @noreply: Postfix does not wait for (or read) an answer
         for rcpt in rcpts:
-            assert self.ctx._envrcpt(f"<{rcpt}>") == Milter.CONTINUE
+            assert self.ctx._envrcpt(f"<{rcpt}>") == Milter.NOREPLY
         headers, body = split_headers(data)
         for name, value in headers:
-            rc = self.ctx._header(name, value)
-            if rc != Milter.CONTINUE:
-                return rc
+            assert self.ctx._header(name, value) == Milter.NOREPLY
         assert self.ctx._eoh() == Milter.CONTINUE
         rc = self.ctx._feed_body(io.BytesIO(body))
         if rc != Milter.CONTINUE or stop_before_eom:
@@ -231,3 +230,23 @@ def test_adapter_and_check_agree(samples, value):
     env = policy.Envelope(sample.sender, (sample.rcpt,), sample.sender)
     verdict = policy.decide(mime.parse_message(sample.data), env, lambda r: True)
     assert (rc == Milter.ACCEPT) == verdict.accepted
+
+
+def test_error_in_a_noreply_callback_is_451_at_the_next_reply(build, monkeypatch, caplog):
+    from chatmail_services.milter import adapter
+
+    original = adapter._text
+
+    def fragile(value):
+        if b"boom" in (value if isinstance(value, bytes) else value.encode()):
+            raise ValueError("header exploded")
+        return original(value)
+
+    monkeypatch.setattr(adapter, "_text", fragile)
+    session = Session(make_service())
+    message = build.secure_join_message().replace(b"Chat-Version: 1.0", b"X-Test: boom")
+    with caplog.at_level(logging.ERROR, logger="chatmail.milter"):
+        assert session.send(message) == Milter.TEMPFAIL
+    assert session.reply == ("451", "4.3.0", "Internal error, please try again later")
+    assert "header exploded" in caplog.text
+    assert session.send(build.secure_join_message()) == Milter.ACCEPT  # next message is fine
