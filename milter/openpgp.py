@@ -29,27 +29,46 @@ class NotEncrypted(Exception):
     """The data is not an encrypted OpenPGP message; the text says why (no addresses)."""
 
 
-def _crc24_table() -> list[int]:
-    table = []
+def _crc24_tables() -> list[list[int]]:
+    """T[k][b]: the CRC register after byte b followed by k zero bytes (k = 0..5)."""
+    first = []
     for i in range(256):
         crc = i << 16
         for _ in range(8):
             crc <<= 1
             if crc & 0x1000000:
                 crc ^= 0x1864CFB
-        table.append(crc & 0xFFFFFF)
-    return table
+        first.append(crc & 0xFFFFFF)
+    tables = [first]
+    for _ in range(5):
+        tables.append([((c << 8) & 0xFFFFFF) ^ first[c >> 16] for c in tables[-1]])
+    return tables
 
 
-_CRC24_TABLE = _crc24_table()
+_CRC24_TABLES = _crc24_tables()
 
 
 def crc24(data: bytes) -> int:
-    """The OpenPGP armor checksum (RFC 9580 section 6.1) of `data`."""
+    """The OpenPGP armor checksum (RFC 9580 section 6.1) of `data`.
+
+    Table-driven, six bytes per step (the 24-bit register meets three bytes, three more are
+    new), which halves the time of the byte-wise loop in pure Python.
+    """
+    t0, t1, t2, t3, t4, t5 = _CRC24_TABLES
     crc = 0xB704CE
-    table = _CRC24_TABLE
-    for byte in data:
-        crc = ((crc << 8) & 0xFFFFFF) ^ table[(crc >> 16) ^ byte]
+    whole = len(data) - len(data) % 6
+    octets = iter(memoryview(data)[:whole])
+    for b0, b1, b2, b3, b4, b5 in zip(*[octets] * 6, strict=False):
+        crc = (
+            t5[(crc >> 16) ^ b0]
+            ^ t4[((crc >> 8) & 0xFF) ^ b1]
+            ^ t3[(crc & 0xFF) ^ b2]
+            ^ t2[b3]
+            ^ t1[b4]
+            ^ t0[b5]
+        )
+    for byte in data[whole:]:
+        crc = ((crc << 8) & 0xFFFFFF) ^ t0[(crc >> 16) ^ byte]
     return crc
 
 
