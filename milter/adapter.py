@@ -176,6 +176,9 @@ class ChatmailMilter(Milter.Base):
     def eom(self) -> int:
         assert self.spool is not None
         try:
+            too_big = self._grow(0)  # headers alone may exceed the limit (empty body)
+            if too_big is not None:
+                return too_big
             msg = mime.Message(self.headers, self.spool.view())
             env = policy.Envelope(self.mail_from, tuple(self.rcpts), self.login)
             verdict = policy.decide(msg, env, self.service.enforces_encryption)

@@ -250,3 +250,10 @@ def test_error_in_a_noreply_callback_is_451_at_the_next_reply(build, monkeypatch
     assert session.reply == ("451", "4.3.0", "Internal error, please try again later")
     assert "header exploded" in caplog.text
     assert session.send(build.secure_join_message()) == Milter.ACCEPT  # next message is fine
+
+
+def test_oversized_headers_with_empty_body_refused_552(build):
+    session = Session(make_service(max_message_size=2000))
+    message = b"From: <" + ALICE.encode() + b">\r\nX-Big: " + b"a" * 3000 + b"\r\n\r\n"
+    assert session.send(message) == Milter.REJECT
+    assert session.reply == ("552", "5.3.4", "Message size exceeds fixed limit")
