@@ -439,6 +439,7 @@ def test_milter_check_refuses_cleartext_offline(pkg, tmp_path):
 
 MILTERTEST = """\
 -- outgoing cleartext through the installed milter; only the steps the milter negotiates
+-- (RCPT and headers are "no reply" steps: nothing to wait for there)
 local conn = mt.connect("unix:{path}", 40, 0.25)
 if conn == nil then error("cannot connect") end
 if mt.macro(conn, SMFIC_MAIL, "{{auth_authen}}", "{sender}", "i", "PKGTEST") ~= nil then
@@ -447,7 +448,6 @@ end
 if mt.mailfrom(conn, "<{sender}>") ~= nil then error("mailfrom") end
 if mt.getreply(conn) ~= SMFIR_CONTINUE then error("mailfrom not continued") end
 if mt.rcptto(conn, "<{rcpt}>") ~= nil then error("rcptto") end
-if mt.getreply(conn) ~= SMFIR_CONTINUE then error("rcptto not continued") end
 if mt.header(conn, "From", "<{sender}>") ~= nil then error("header") end
 if mt.header(conn, "To", "<{rcpt}>") ~= nil then error("header") end
 if mt.header(conn, "Subject", "hello") ~= nil then error("header") end
