@@ -21,6 +21,7 @@ import shutil
 import smtplib
 import ssl
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -81,7 +82,30 @@ def measure(mode: str, postfix: Postfix, total: int, clients: int, size: int) ->
     }
 
 
-def run_config(mode: str, with_milter: bool, args: argparse.Namespace) -> dict:
+C_NULL_MILTER: list[Path] = []
+
+
+def build_c_null_milter() -> Path:
+    """Compile null_milter.c (libmilter-dev, gcc) into a directory the mail user can read."""
+    out = stack_dir("bench-milter-cbin-") / "null_milter"
+    subprocess.run(
+        ["gcc", "-O2", "-o", str(out), str(HERE / "null_milter.c"), "-lmilter", "-pthread"],
+        check=True,
+    )
+    return out
+
+
+def milter_argv(kind: str) -> list[str]:
+    if kind == "chatmail":
+        return [str(VENV_BIN / "chatmail-milter"), "serve"]
+    if kind == "c-null":
+        return [str(C_NULL_MILTER[0]), "fd:3"]
+    # a pymilter milter with the same callbacks that accepts everything (inherent cost)
+    return [str(VENV_BIN / "python"), str(HERE / "null_milter.py"), "fd:3"]
+
+
+def run_config(mode: str, milter_kind: str | None, args: argparse.Namespace) -> dict:
+    with_milter = milter_kind is not None
     root = stack_dir("bench-milter-postfix-")
     try:
         config = stack_config(
@@ -106,7 +130,7 @@ def run_config(mode: str, with_milter: bool, args: argparse.Namespace) -> dict:
         milter = None
         if with_milter:
             milter = ActivatedService(
-                [str(VENV_BIN / "chatmail-milter"), "serve"],
+                milter_argv(milter_kind),
                 socket,
                 log_path=root / "milter.log",
                 mode=0o660,
@@ -140,17 +164,33 @@ def main() -> int:
     parser.add_argument("--size", type=int, default=6000)
     parser.add_argument("--rounds", type=int, default=2, help="alternating baseline/milter runs")
     parser.add_argument("--port", choices=["smtp", "submission"], default="smtp")
+    parser.add_argument(
+        "--null-milter",
+        action="store_true",
+        help="also measure a null pymilter milter (what any Python milter costs)",
+    )
+    parser.add_argument(
+        "--c-null-milter",
+        action="store_true",
+        help="also measure a null milter in C on libmilter (what any milter costs)",
+    )
     args = parser.parse_args()
     if Path.cwd() == REPO:
         sys.exit("run from another directory: the repository root shadows pymilter's module")
+    if args.c_null_milter:
+        C_NULL_MILTER.append(build_c_null_milter())
     rounds = []
     for _ in range(args.rounds):
-        baseline = run_config(args.port, False, args)
-        with_milter = run_config(args.port, True, args)
-        rounds.append({"without_milter": baseline, "with_milter": with_milter})
+        entry = {"without_milter": run_config(args.port, None, args)}
+        if args.null_milter:
+            entry["null_milter"] = run_config(args.port, "null", args)
+        if args.c_null_milter:
+            entry["c_null_milter"] = run_config(args.port, "c-null", args)
+        entry["with_milter"] = run_config(args.port, "chatmail", args)
+        rounds.append(entry)
     base = statistics.median(r["without_milter"]["messages_per_s"] for r in rounds)
     ours = statistics.median(r["with_milter"]["messages_per_s"] for r in rounds)
-    report = {
+    report: dict = {
         "command": " ".join([sys.executable, *sys.argv]),
         "port": args.port,
         "rounds": rounds,
@@ -159,6 +199,15 @@ def main() -> int:
         "ratio": round(ours / base, 3),
         "target_ratio_at_least_0.9": ours / base >= 0.9,
     }
+    if args.null_milter:
+        null = statistics.median(r["null_milter"]["messages_per_s"] for r in rounds)
+        report["median_messages_per_s_null_milter"] = null
+        report["ratio_null_milter"] = round(null / base, 3)
+    if args.c_null_milter:
+        c_null = statistics.median(r["c_null_milter"]["messages_per_s"] for r in rounds)
+        report["median_messages_per_s_c_null_milter"] = c_null
+        report["ratio_c_null_milter"] = round(c_null / base, 3)
+        shutil.rmtree(C_NULL_MILTER[0].parent, ignore_errors=True)
     print(json.dumps(report, indent=2))
     return 0
 

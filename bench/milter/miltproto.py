@@ -14,6 +14,8 @@ SMFI_VERSION = 6
 ALL_ACTIONS = 0x1FF
 ALL_STEPS = 0x1FFFFF
 P_NOEOH = 0x40
+P_NR_HDR = 0x80
+P_NR_RCPT = 0x8000
 BATCH = 32
 CHUNK = 65534  # libmilter refuses packets longer than 65535 bytes (command byte included)
 FINAL = {b"a": "accept", b"r": "reject", b"t": "tempfail", b"y": "reply", b"d": "discard"}
@@ -59,20 +61,24 @@ class MilterClient:
         body: bytes,
         login: str | None,
         protocol: int,
-    ) -> list[bytes]:
-        """All packets of one message; each but the first (macros) gets one reply."""
+    ) -> list[tuple[bytes, bool]]:
+        """All packets of one message, each with whether the milter answers it (macros never;
+        RCPT and headers not when it negotiated them as no-reply)."""
         macros = b"i\0BENCH\0" + (f"{{auth_authen}}\0{login}\0".encode() if login else b"")
-        out = [packet(b"D", b"M" + macros), packet(b"M", f"<{sender}>\0".encode())]
-        out += [packet(b"R", f"<{rcpt}>\0".encode()) for rcpt in rcpts]
+        rcpt_reply = not protocol & P_NR_RCPT
+        header_reply = not protocol & P_NR_HDR
+        out = [(packet(b"D", b"M" + macros), False), (packet(b"M", f"<{sender}>\0".encode()), True)]
+        out += [(packet(b"R", f"<{rcpt}>\0".encode()), rcpt_reply) for rcpt in rcpts]
         for name, value in headers:
-            out.append(packet(b"L", name.encode() + b"\0" + value.encode() + b"\0"))
+            data = name.encode() + b"\0" + value.encode() + b"\0"
+            out.append((packet(b"L", data), header_reply))
         if not protocol & P_NOEOH:
-            out.append(packet(b"N"))
-        out += [packet(b"B", body[pos : pos + CHUNK]) for pos in range(0, len(body), CHUNK)]
-        out.append(packet(b"E"))
+            out.append((packet(b"N"), True))
+        out += [(packet(b"B", body[pos : pos + CHUNK]), True) for pos in range(0, len(body), CHUNK)]
+        out.append((packet(b"E"), True))
         return out
 
-    def send_message(self, packets: list[bytes]) -> tuple[str, float]:
+    def send_message(self, packets: list[tuple[bytes, bool]]) -> tuple[str, float]:
         """Send a prepared message; return (final verdict, seconds to the verdict).
 
         Commands are pipelined in batches of BATCH, and the batch's replies read before the
@@ -80,12 +86,10 @@ class MilterClient:
         only about a hundred small writes), so unbounded pipelining would deadlock.
         """
         start = time.perf_counter()
-        self.sock.sendall(packets[0])  # macros: no reply
-        rest = packets[1:]
-        for pos in range(0, len(rest), BATCH):
-            batch = rest[pos : pos + BATCH]
-            self.sock.sendall(b"".join(batch))
-            expected = len(batch)
+        for pos in range(0, len(packets), BATCH):
+            batch = packets[pos : pos + BATCH]
+            self.sock.sendall(b"".join(data for data, _ in batch))
+            expected = sum(replies for _, replies in batch)
             while expected:
                 cmd, _payload = self._read()
                 if cmd == b"c":

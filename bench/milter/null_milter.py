@@ -39,4 +39,4 @@ class NullMilter(Milter.Base):
 
 if __name__ == "__main__":
     Milter.factory = NullMilter
-    Milter.runmilter("null-milter", sys.argv[1], 600)
+    Milter.runmilter("null-milter", sys.argv[1], 600, rmsock=not sys.argv[1].startswith("fd:"))
