@@ -110,8 +110,10 @@ def serve_command(config: Config, args: argparse.Namespace) -> int:
         log.error("libmilter failed: %s", exc)
         return 1
     finally:
+        # libmilter owns the inherited descriptor and has closed it already on shutdown:
+        # give it up without closing it again (close() would raise EBADF).
         for sock in sockets:
-            sock.close()
+            sock.detach()
     logging.getLogger("chatmail.milter").info("stopped")
     return 0
 
