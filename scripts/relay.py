@@ -11,30 +11,11 @@ import argparse
 import signal
 import sys
 import threading
-import urllib.parse
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from harness.relay import LocalRelay, Ports
-
-
-def dclogin_uri(relay: LocalRelay, addr: str, password: str) -> str:
-    """A `dclogin:` URI (Delta Chat's login QR) with the relay's loopback servers."""
-    query = urllib.parse.urlencode(
-        {
-            "p": password,
-            "v": "1",
-            "ih": "127.0.0.1",
-            "ip": relay.dovecot.imaps_port,
-            "is": "ssl",
-            "sh": "127.0.0.1",
-            "sp": relay.postfix.smtps_port,
-            "ss": "ssl",
-            "ic": "3",  # accept the self-signed certificate
-        }
-    )
-    return f"dclogin:{addr}?{query}"
 
 
 def client_instructions(relay: LocalRelay) -> str:
@@ -54,7 +35,7 @@ def client_instructions(relay: LocalRelay) -> str:
             f"{relay.postfix.smtps_port}, SSL/TLS;",
             "  certificate checks: accept invalid certificates (the certificate is self-signed).",
             "or scan / paste this login QR:",
-            f"  {dclogin_uri(relay, addr, password)}",
+            f"  {relay.dclogin_uri(addr, password)}",
             "",
             "Stop with Ctrl-C.",
         ]

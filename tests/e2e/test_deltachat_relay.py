@@ -110,6 +110,17 @@ def test_first_login_creates_the_accounts(relay, pair):
         assert (home / "enforceE2EEincoming").exists()
 
 
+def test_printed_login_qr_configures_delta_chat(relay, deltachat):
+    """The dclogin: QR that scripts/relay.sh prints is accepted by the real client."""
+    credentials = relay.new_credentials()
+    account = deltachat.add_account()
+    account.add_transport_from_qr(relay.dclogin_uri(credentials["email"], credentials["password"]))
+    assert account.is_configured()
+    home = Path(relay.config.chatmail.mailboxes_dir) / credentials["email"]
+    assert (home / "password").exists()
+    account.remove()
+
+
 def test_secure_join_and_encrypted_chat_both_ways(relay, pair, observer):
     (alice, alice_cred), (bob, bob_cred) = pair
     # A QR code without "v=3" makes the joiner send the cleartext vc-request first.

@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import subprocess
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -201,6 +202,23 @@ class LocalRelay:
             "smtpSecurity": "ssl",
             "certificateChecks": "acceptInvalidCertificates",
         }
+
+    def dclogin_uri(self, addr: str, password: str) -> str:
+        """A `dclogin:` URI (Delta Chat's login QR) for the relay's loopback servers."""
+        query = urllib.parse.urlencode(
+            {
+                "p": password,
+                "v": "1",
+                "ih": "127.0.0.1",
+                "ip": self.dovecot.imaps_port,
+                "is": "ssl",
+                "sh": "127.0.0.1",
+                "sp": self.postfix.smtps_port,
+                "ss": "ssl",
+                "ic": "3",  # accept the self-signed certificate
+            }
+        )
+        return f"dclogin:{addr}?{query}"
 
     def describe(self) -> str:
         """How a client connects, for people."""
