@@ -114,11 +114,27 @@ def bench_one(name: str, argv: list[str], socket: Path, workdir: Path, args) -> 
         result: dict = {"milter": name}
         warm = run_load(socket, args.warmup, 6000, args.clients, "warm", args.per_connection)
         result["rss_after_warmup_kb"] = memory_kb(proc.pid)["VmRSS"]
-        result["small"] = run_load(
-            socket, args.senders, 6000, args.clients, "user", args.per_connection
-        )
-        result["small"]["warmup_verdicts_per_s"] = warm["verdicts_per_s"]
-        result["rss_after_senders_kb"] = memory_kb(proc.pid)["VmRSS"]
+        # the distinct senders in four slices, resident memory after each
+        slices, checkpoints = [], []
+        for part in range(4):
+            count = args.senders // 4
+            slices.append(
+                run_load(socket, count, 6000, args.clients, f"user{part}-", args.per_connection)
+            )
+            checkpoints.append(memory_kb(proc.pid)["VmRSS"])
+        result["small"] = {
+            "messages": sum(s["messages"] for s in slices),
+            "bytes_per_message": slices[0]["bytes_per_message"],
+            "seconds": round(sum(s["seconds"] for s in slices), 3),
+            "verdicts_per_s": round(
+                sum(s["messages"] for s in slices) / sum(s["seconds"] for s in slices), 1
+            ),
+            "p50_ms": statistics.median(s["p50_ms"] for s in slices),
+            "p99_ms_worst_quarter": max(s["p99_ms"] for s in slices),
+            "warmup_verdicts_per_s": warm["verdicts_per_s"],
+        }
+        result["rss_after_each_quarter_of_senders_kb"] = checkpoints
+        result["rss_after_senders_kb"] = checkpoints[-1]
         result["large"] = run_load(socket, args.large, 10_000_000, 1, "big", 1000)
         mem = memory_kb(proc.pid)
         result["rss_end_kb"] = mem["VmRSS"]
@@ -133,7 +149,7 @@ def bench_one(name: str, argv: list[str], socket: Path, workdir: Path, args) -> 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--senders", type=int, default=100_000, help="6 KB messages, 1 per sender")
-    parser.add_argument("--warmup", type=int, default=2000)
+    parser.add_argument("--warmup", type=int, default=20_000)
     parser.add_argument("--large", type=int, default=20, help="10 MB messages")
     parser.add_argument("--clients", type=int, default=4, help="parallel milter connections")
     parser.add_argument(
