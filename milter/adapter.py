@@ -1,8 +1,10 @@
 """The libmilter side: one `ChatmailMilter` per SMTP connection gathers, `policy` decides.
 
 Only the callbacks the policy needs are defined (MAIL FROM, RCPT TO, headers, body, end of
-message; abort/close for cleanup), so pymilter negotiates the others away. Any exception in
-a callback becomes `451 4.3.0` with the traceback logged: never an accept.
+message; abort/close for cleanup), so pymilter negotiates the others away; RCPT TO and the
+headers are no-reply steps (Postfix does not wait for them). Any exception in a callback
+becomes `451 4.3.0` with the traceback logged, at once or, in a no-reply step, at the next
+step with a reply: never an accept.
 """
 
 from __future__ import annotations
