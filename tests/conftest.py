@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
-from chatmail_services.config import Config, load_config
+from chatmail_services.config import Config
 
 pytest_plugins = ["harness.fixtures"]
 
@@ -29,17 +29,6 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 MakeConfig = Callable[..., Config]
 
 
-def write_config(path: Path, sections: dict[str, dict[str, object]]) -> Path:
-    """Write an INI file from {section: {key: value}}."""
-    lines = []
-    for section, values in sections.items():
-        lines.append(f"[{section}]")
-        lines.extend(f"{key} = {value}" for key, value in values.items())
-        lines.append("")
-    path.write_text("\n".join(lines), encoding="utf-8")
-    return path
-
-
 @pytest.fixture
 def make_config(tmp_path: Path) -> MakeConfig:
     """Build a temporary relay config with its Maildir root; keyword args override sections.
@@ -47,24 +36,12 @@ def make_config(tmp_path: Path) -> MakeConfig:
     `make_config(auth={"password_min_length": 12})` returns the loaded `Config`.
     """
 
+    # Imported here: harness.fixtures is a pytest plugin (see pytest_plugins) and must be
+    # registered before it is imported, for pytest's assertion rewriting.
+    from harness.fixtures import write_test_config
+
     def make(**sections: dict[str, object]) -> Config:
-        mailboxes = tmp_path / "mailboxes"
-        mailboxes.mkdir(exist_ok=True)
-        merged: dict[str, dict[str, object]] = {
-            "chatmail": {"mail_domain": "chat.example", "mailboxes_dir": mailboxes},
-            "auth": {
-                "socket": tmp_path / "auth.sock",
-                "nocreate_file": tmp_path / "nocreate",
-                # headroom checks must not refuse creation on a busy test machine
-                "max_load_1m": 1000,
-                "min_available_memory": 0,
-                "min_free_disk": 0,
-            },
-            "milter": {"socket": tmp_path / "milter.sock"},
-        }
-        for section, values in sections.items():
-            merged.setdefault(section, {}).update(values)
-        return load_config(str(write_config(tmp_path / "chatmail.ini", merged)))
+        return write_test_config(tmp_path, tmp_path / "milter.sock", **sections)
 
     return make
 

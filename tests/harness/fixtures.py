@@ -22,11 +22,11 @@ def stack_root() -> Iterator[Path]:
     shutil.rmtree(root, ignore_errors=True)
 
 
-def stack_config(root: Path, **sections: dict[str, object]) -> Config:
-    """A chatmail.ini under root with a mailboxes_dir owned by the mail user."""
+def write_test_config(root: Path, milter_socket: Path, **sections: dict[str, object]) -> Config:
+    """Write root/chatmail.ini for tests (domain chat.example, Maildirs in root/mailboxes,
+    headroom checks relaxed for a busy machine) and load it; keyword args override sections."""
     mailboxes = root / "mailboxes"
     mailboxes.mkdir(exist_ok=True)
-    os.chown(mailboxes, *mail_ids())
     merged: dict[str, dict[str, object]] = {
         "chatmail": {"mail_domain": "chat.example", "mailboxes_dir": mailboxes},
         "auth": {
@@ -36,7 +36,7 @@ def stack_config(root: Path, **sections: dict[str, object]) -> Config:
             "min_available_memory": 0,
             "min_free_disk": 0,
         },
-        "milter": {"socket": root / "postfix" / "queue" / "chatmail" / "milter.sock"},
+        "milter": {"socket": milter_socket},
     }
     for section, values in sections.items():
         merged.setdefault(section, {}).update(values)
@@ -48,3 +48,12 @@ def stack_config(root: Path, **sections: dict[str, object]) -> Config:
     path.write_text("\n".join(lines) + "\n")
     path.chmod(0o644)
     return load_config(str(path))
+
+
+def stack_config(root: Path, **sections: dict[str, object]) -> Config:
+    """The test config for real daemons: mailboxes owned by the mail user, the milter socket
+    where the harness's Postfix looks for it."""
+    (root / "mailboxes").mkdir(exist_ok=True)
+    os.chown(root / "mailboxes", *mail_ids())
+    milter_socket = root / "postfix" / "queue" / "chatmail" / "milter.sock"
+    return write_test_config(root, milter_socket, **sections)
