@@ -103,10 +103,15 @@ def run_activated(config, tmp_path: Path, script: str) -> tuple[str, str]:
             cwd=tmp_path,
         )
         assert result.returncode == 0, result.stderr + result.stdout
+        # systemd stops the service with SIGTERM: a clean exit, status 0 (the activated
+        # process is the milter itself: systemd-socket-activate execs it)
+        proc.terminate()
+        assert proc.wait(timeout=10) == 0, (tmp_path / "milter.log").read_text()
         return result.stdout, (tmp_path / "milter.log").read_text()
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(timeout=10)
         log.close()
 
 
