@@ -5,22 +5,9 @@ from __future__ import annotations
 import base64
 import os
 
+from chatmail_services.milter.openpgp import crc24
+
 BOUNDARY = "18eb06d86b123ffe_546051fd537078a1_a23cbb36c29b26fd"
-
-
-def _crc24(data: bytes) -> int:
-    table = []
-    for i in range(256):
-        crc = i << 16
-        for _ in range(8):
-            crc <<= 1
-            if crc & 0x1000000:
-                crc ^= 0x1864CFB
-        table.append(crc & 0xFFFFFF)
-    crc = 0xB704CE
-    for byte in data:
-        crc = ((crc << 8) & 0xFFFFFF) ^ table[(crc >> 16) ^ byte]
-    return crc
 
 
 def payload(size: int) -> bytes:
@@ -35,7 +22,7 @@ def armor(data: bytes) -> str:
     text = base64.b64encode(data).decode()
     lines = ["-----BEGIN PGP MESSAGE-----", ""]
     lines += [text[i : i + 64] for i in range(0, len(text), 64)]
-    lines.append("=" + base64.b64encode(_crc24(data).to_bytes(3, "big")).decode())
+    lines.append("=" + base64.b64encode(crc24(data).to_bytes(3, "big")).decode())
     lines.append("-----END PGP MESSAGE-----")
     return "\r\n".join(lines) + "\r\n"
 

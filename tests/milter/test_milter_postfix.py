@@ -8,10 +8,8 @@ The milter runs as its unit describes: the socket held by the harness like a .so
 from __future__ import annotations
 
 import os
-import pwd
 import smtplib
 import ssl
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -29,41 +27,6 @@ ALICE = "alice1234@chat.example"
 BOB = "bob123456@chat.example"
 CAROL = "carol1234@chat.example"  # an account that switched incoming enforcement off
 PASSWORD = "password-of-test"
-
-
-class MilterService(ActivatedService):
-    """ActivatedService whose start() also works when the held socket's fd is above 9.
-
-    The harness moves the socket to fd 3 with `sh -c "exec 3<&N"`, which Debian's sh (dash)
-    refuses for N > 9 ("Bad fd number"); inside pytest the socket usually gets such an fd.
-    Here the child dups it to fd 3 before exec instead; the rest is as in the harness.
-    """
-
-    def start(self) -> MilterService:
-        fd = self.listener.fileno()
-        command = ["sh", "-c", 'LISTEN_FDS=1 LISTEN_PID=$$ exec "$@"', "sh", *self.argv]
-        if self.user:
-            gid = pwd.getpwnam(self.user).pw_gid
-            command = [
-                "setpriv",
-                f"--reuid={self.user}",
-                f"--regid={gid}",
-                "--init-groups",
-                "--",
-                *command,
-            ]
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                command,
-                pass_fds=(3,),
-                preexec_fn=lambda: os.dup2(fd, 3),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                env=self.env,
-                cwd=self.cwd,
-            )
-        return self
 
 
 class Stack:
@@ -94,7 +57,7 @@ class Stack:
 
     def new_milter(self) -> ActivatedService:
         """The service as systemd-units/chatmail-milter.{socket,service} describe it."""
-        return MilterService(
+        return ActivatedService(
             [str(VENV_BIN / "chatmail-milter"), "serve"],
             self.socket,
             log_path=self.root / "milter.log",
