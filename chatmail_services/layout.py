@@ -41,8 +41,3 @@ def read_last_login(home: Path) -> int | None:
         return int(password_path(home).stat(follow_symlinks=False).st_mtime)
     except FileNotFoundError:
         return None
-
-
-def enforces_incoming_encryption(mailboxes_dir: str | os.PathLike[str], address: str) -> bool:
-    """Whether the local account `address` refuses cleartext incoming mail."""
-    return os.path.lexists(marker_path(account_dir(mailboxes_dir, address)))

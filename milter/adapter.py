@@ -189,7 +189,8 @@ class ChatmailMilter(Milter.Base):
                 return self._refuse(verdict)
             if verdict.chgfrom is not None:
                 self.chgfrom(verdict.chgfrom)
-            log.debug("%s: accept: %s", self._queue_id(), verdict.reason)
+            if log.isEnabledFor(logging.DEBUG):  # _queue_id() asks libmilter: not per message
+                log.debug("%s: accept: %s", self._queue_id(), verdict.reason)
             return Milter.ACCEPT
         finally:
             self._reset()

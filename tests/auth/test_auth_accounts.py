@@ -11,6 +11,7 @@ import pytest
 from chatmail_services.authsocket import accounts
 from chatmail_services.authsocket.accounts import Status, settings_from_config
 from chatmail_services.authsocket.hashing import verify_password
+from chatmail_services.milter.accounts import enforcement_lookup
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
@@ -33,7 +34,8 @@ def test_first_login_creates_the_account(settings):
     assert result.fields["password"] == stored
     assert verify_password(PASSWORD.encode(), stored)
     assert (home / "enforceE2EEincoming").exists()
-    assert layout.enforces_incoming_encryption(settings.mailboxes_dir, GOOD)
+    # ...and the milter, reading the same layout, treats the new account as enforcing.
+    assert enforcement_lookup(str(settings.mailboxes_dir), "chat.example")(GOOD)
     assert result.fields["home"] == str(home)
     assert result.fields["uid"] == os.getuid() and result.fields["gid"] == os.getgid()
     assert result.fields["quota_rule"] == "*:storage=512000"  # 500M in KiB

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from chatmail_services.config import Config
 
-from . import MAIL_USER, mail_ids
+from . import MAIL_USER, TEMPLATES, mail_ids
 from .net import free_port, wait_for_tcp, wait_for_unix
 from .render import render, render_text
 from .tls import self_signed_cert
@@ -83,7 +83,7 @@ class Dovecot:
             "sasl_socket": self.sasl_socket,
         }
         render("dovecot/chatmail-auth.conf.ext", values, dict_conf)
-        text = render_text((self._template()).read_text(), values)
+        text = render_text((TEMPLATES / "dovecot" / "dovecot.conf").read_text(), values)
         if self.passwd_file:
             start = text.index("passdb {")
             end = text.index("protocol imap {")
@@ -100,12 +100,6 @@ class Dovecot:
             )
             text = text.replace(" last_login\n", "\n")
         self.conf.write_text(text)
-
-    @staticmethod
-    def _template() -> Path:
-        from . import TEMPLATES
-
-        return TEMPLATES / "dovecot" / "dovecot.conf"
 
     def start(self) -> Dovecot:
         for socket_path in (self.lmtp_socket, self.sasl_socket):

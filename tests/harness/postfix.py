@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pty
 import pwd
@@ -165,8 +166,6 @@ class Postfix:
         result = subprocess.run(
             ["postqueue", "-c", str(self.dir), "-j"], capture_output=True, text=True, timeout=30
         )
-        import json
-
         return [json.loads(line)["queue_id"] for line in result.stdout.splitlines() if line.strip()]
 
     def flush(self) -> None:

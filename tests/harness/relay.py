@@ -99,17 +99,16 @@ class LocalRelay:
 
     def _service(self, name: str) -> ActivatedService:
         """A socket-activated service as systemd-units/<name>.{socket,service} describe it."""
-        socket_paths = self._socket_paths
         socket_unit = read_unit(UNITS_DIR / f"{name}.socket")
         service_unit = read_unit(UNITS_DIR / f"{name}.service")
         listen = unit_value(socket_unit, "Socket", "ListenStream")
-        if listen not in socket_paths:
+        if listen not in self._socket_paths:
             raise ValueError(
                 f"{name}.socket listens on {listen}, which the local relay does not map"
             )
         return ActivatedService(
             exec_start(service_unit, VENV_BIN),
-            socket_paths[listen],
+            self._socket_paths[listen],
             log_path=self.logs / f"{name}.log",
             mode=int(unit_value(socket_unit, "Socket", "SocketMode") or "0666", 8),
             user=self._user(unit_value(service_unit, "Service", "User")),
