@@ -9,6 +9,7 @@ front ends turn it into exit status 78 (EX_CONFIG). Unknown keys become warnings
 from __future__ import annotations
 
 import configparser
+import ipaddress
 import os
 import re
 import socket
@@ -116,6 +117,75 @@ def _log_level(text: str) -> str:
 
 def _percent(text: str) -> int:
     return _int_range(1, 100)(text)
+
+
+def _bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("yes", "true", "on", "1"):
+        return True
+    if value in ("no", "false", "off", "0"):
+        return False
+    raise ValueError(f"must be yes or no, got {text.strip()!r}")
+
+
+def _selector(text: str) -> str:
+    value = text.strip().lower()
+    if not re.fullmatch(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?", value):
+        raise ValueError(f"not a DNS label (letters, digits, '-'): {text.strip()!r}")
+    return value
+
+
+def _nameservers(text: str) -> tuple[tuple[str, int], ...]:
+    """Comma-separated `IP`, `IP:PORT` or `[IPv6]:PORT`; empty means the system's resolver."""
+    servers = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        host, port = item, "53"
+        if item.startswith("["):
+            host, _, rest = item[1:].partition("]")
+            if rest:
+                if not rest.startswith(":"):
+                    raise ValueError(f"not [IPv6]:PORT: {item!r}")
+                port = rest[1:]
+        elif item.count(":") == 1:
+            host, port = item.split(":")
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise ValueError(f"not an IP address: {host!r}") from None
+        servers.append((host, _int_range(1, 65535)(port)))
+    return tuple(servers)
+
+
+def _optional_ip(version: int) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        value = text.strip()
+        if not value:
+            return ""
+        try:
+            address = ipaddress.ip_address(value)
+        except ValueError:
+            raise ValueError(f"not an IPv{version} address: {value!r}") from None
+        if address.version != version:
+            raise ValueError(f"not an IPv{version} address: {value!r}")
+        return str(address)
+
+    return parse
+
+
+def _mta_sts_mode(text: str) -> str:
+    value = text.strip().lower()
+    if value not in ("enforce", "testing", "none"):
+        raise ValueError(f"must be enforce, testing or none; got {value!r}")
+    return value
+
+
+def _printable(text: str) -> str:
+    value = text.strip()
+    if any(not " " <= c <= "~" for c in value) or '"' in value:
+        raise ValueError(f"must be printable ASCII without quotes: {value!r}")
+    return value
 
 
 def _default_domain() -> str:
@@ -236,11 +306,60 @@ class ExpireSection:
     )
 
 
+@dataclass(frozen=True)
+class DkimSection:
+    """`[dkim]`: DKIM signing of outgoing and verification of incoming mail (in the milter)."""
+
+    selector: str = _opt(_selector, "chatmail", "DNS selector of the signing key")
+    key_file: str = _opt(
+        _abs_path,
+        "/etc/chatmail/dkim/chatmail.private",
+        "PEM private key (RSA 2048); created by `chatmail-milter dkim-keygen`",
+    )
+    sign: bool = _opt(_bool, "yes", "sign outgoing mail, including bounces (yes or no)")
+    verify: bool = _opt(
+        _bool, "yes", "refuse incoming mail without a valid DKIM signature of its From domain"
+    )
+    resolver: tuple = _opt(
+        _nameservers,
+        "",
+        "comma-separated DNS servers (IP or IP:PORT) for key lookups (default: the system's)",
+    )
+    dns_timeout: float = _opt(_positive_float, "5", "seconds one key lookup may take in all")
+    key_cache_size: int = _opt(_int_range(0), "2000", "public keys kept in memory (0: none)")
+    key_cache_ttl: int = _opt(
+        _int_range(0), "3600", "longest time in seconds a public key is kept (at most its TTL)"
+    )
+    max_signatures: int = _opt(
+        _int_range(1, 50), "5", "signatures checked per message at most (aligned ones first)"
+    )
+    max_key_bits: int = _opt(
+        _int_range(1024, 16384), "4096", "larger RSA keys are not used (the signature fails)"
+    )
+
+
+@dataclass(frozen=True)
+class DnsSection:
+    """`[dns]`: what `chatmail-dns` publishes (the relay's addresses, MTA-STS, CAA)."""
+
+    ipv4: str = _opt(_optional_ip(4), "", "the relay's public IPv4 address (A record)")
+    ipv6: str = _opt(_optional_ip(6), "", "the relay's public IPv6 address (AAAA record)")
+    mta_sts_mode: str = _opt(_mta_sts_mode, "enforce", "MTA-STS policy mode")
+    mta_sts_max_age: int = _opt(
+        _int_range(86400, 31557600), "2419200", "MTA-STS policy lifetime in seconds"
+    )
+    acme_account_uri: str = _opt(
+        _printable, "", "ACME account URI for the CAA record (empty: CAA without accounturi)"
+    )
+
+
 SECTIONS: dict[str, type] = {
     "chatmail": ChatmailSection,
     "auth": AuthSection,
     "milter": MilterSection,
     "expire": ExpireSection,
+    "dkim": DkimSection,
+    "dns": DnsSection,
 }
 
 
@@ -253,6 +372,8 @@ class Config:
     auth: AuthSection
     milter: MilterSection
     expire: ExpireSection
+    dkim: DkimSection
+    dns: DnsSection
     warnings: tuple[str, ...] = ()
 
 

@@ -25,6 +25,9 @@ DEB_PACKAGES=(
   faketime
   # chatmail-auth hashes with libxcrypt's crypt_rn (ctypes); bench/auth compiles its client
   libcrypt1
+  # DKIM and DNS (the package's dependencies), the test DNS server (nsd, authoritative from
+  # zone files), and a second DKIM milter the benchmark compares against
+  python3-dkim python3-dnspython python3-cryptography nsd opendkim opendkim-tools
 )
 
 missing=()

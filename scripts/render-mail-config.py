@@ -3,7 +3,7 @@
     .venv/bin/python scripts/render-mail-config.py --config /etc/chatmail/chatmail.ini \\
         --tls-cert /etc/ssl/certs/chat.pem --tls-key /etc/ssl/private/chat.key --out DIR
 
-writes DIR/postfix/{main.cf,master.cf,submission_header_cleanup,login_map} and
+writes DIR/postfix/ (main.cf, master.cf and their maps) and
 DIR/dovecot/{dovecot.conf,chatmail-auth.conf.ext}, filled with the production values that
 docs/relay.md lists. The local relay (scripts/relay.sh) renders the same templates.
 """
@@ -19,7 +19,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from harness import TEMPLATES
-from harness.render import render
+from harness.render import (
+    POSTFIX_COPIED,
+    POSTFIX_RENDERED,
+    SYSTEM_CA_FILE,
+    postfix_values,
+    render,
+)
 
 from chatmail_services.config import load_config
 
@@ -28,9 +34,9 @@ def production_values(config, cert: str, key: str, mail_user: str) -> dict[str, 
     """The placeholder values of a production relay (Debian paths, standard ports)."""
     entry = pwd.getpwnam(mail_user)
     return {
-        "mail_domain": config.chatmail.mail_domain,
+        **postfix_values(config),
         "mailboxes_dir": config.chatmail.mailboxes_dir,
-        "max_message_size": config.chatmail.max_message_size,
+        "tls_ca_file": SYSTEM_CA_FILE,
         "inet_protocols": "all",
         "tls_cert": cert,
         "tls_key": key,
@@ -68,9 +74,9 @@ def main() -> int:
     )
     for part in ("postfix", "dovecot"):
         (args.out / part).mkdir(parents=True, exist_ok=True)
-    for name in ("main.cf", "master.cf"):
+    for name in POSTFIX_RENDERED:
         render(f"postfix/{name}", values, args.out / "postfix" / name)
-    for name in ("submission_header_cleanup", "login_map"):
+    for name in POSTFIX_COPIED:
         shutil.copy(TEMPLATES / "postfix" / name, args.out / "postfix" / name)
     for name in ("dovecot.conf", "chatmail-auth.conf.ext"):
         render(f"dovecot/{name}", values, args.out / "dovecot" / name)

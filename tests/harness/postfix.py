@@ -15,7 +15,14 @@ from chatmail_services.config import Config
 
 from . import TEMPLATES
 from .net import free_port, wait_for_tcp
-from .render import render, render_text
+from .render import (
+    POSTFIX_COPIED,
+    POSTFIX_RENDERED,
+    SYSTEM_CA_FILE,
+    postfix_values,
+    render,
+    render_text,
+)
 from .tls import self_signed_cert
 
 # Instance settings of a private, unprivileged test Postfix: not part of the chatmail wiring.
@@ -49,8 +56,10 @@ class Postfix:
         submission_port: int | None = None,
         smtps_port: int | None = None,
         settings: dict[str, str] | None = None,
+        tls_ca_file: str = SYSTEM_CA_FILE,
     ) -> None:
         self.root = Path(root)
+        self.tls_ca_file = tls_ca_file
         self.config = config
         self.dovecot = dovecot
         self.dir = self.root / "postfix"
@@ -74,9 +83,9 @@ class Postfix:
         self.queue.mkdir(parents=True, exist_ok=True)
         cert, key = self_signed_cert(self.root, self.config.chatmail.mail_domain)
         values = {
-            "mail_domain": self.config.chatmail.mail_domain,
+            **postfix_values(self.config),
             "inet_protocols": "ipv4",
-            "max_message_size": self.config.chatmail.max_message_size,
+            "tls_ca_file": self.tls_ca_file,
             "tls_cert": cert,
             "tls_key": key,
             "config_dir": self.dir,
@@ -95,8 +104,9 @@ class Postfix:
             main += "virtual_transport = discard:\n"
         main += "".join(f"{key} = {value}\n" for key, value in self._settings.items())
         (self.dir / "main.cf").write_text(main)
-        render("postfix/master.cf", values, self.dir / "master.cf")
-        for name in ("submission_header_cleanup", "login_map"):
+        for name in POSTFIX_RENDERED[1:]:
+            render(f"postfix/{name}", values, self.dir / name)
+        for name in POSTFIX_COPIED:
             shutil.copy(TEMPLATES / "postfix" / name, self.dir / name)
         # `postfix check` creates the queue directories (private/ among them) with the right
         # owners: done now, so Dovecot can put its LMTP and SASL sockets there before start().

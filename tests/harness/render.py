@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from chatmail_services.config import Config
+
 from . import TEMPLATES
 
 _PLACEHOLDER = re.compile(r"\{\{\s*([a-z_]+)\s*\}\}")
@@ -16,6 +18,25 @@ def render_text(text: str, values: dict[str, object]) -> str:
     if missing:
         raise KeyError(f"template values missing: {', '.join(missing)}")
     return _PLACEHOLDER.sub(lambda match: str(values[match.group(1)]), text)
+
+
+def domain_regex(domain: str) -> str:
+    """`domain` as a POSIX regular expression matching exactly it (Postfix regexp tables)."""
+    return re.sub(r"([.\[\]])", r"\\\1", domain)
+
+
+def postfix_values(config: Config) -> dict[str, object]:
+    """The placeholder values that follow from the chatmail config alone."""
+    return {
+        "mail_domain": config.chatmail.mail_domain,
+        "mail_domain_regex": domain_regex(config.chatmail.mail_domain),
+        "max_message_size": config.chatmail.max_message_size,
+    }
+
+
+POSTFIX_RENDERED = ("main.cf", "master.cf", "recipient_access")
+POSTFIX_COPIED = ("submission_header_cleanup", "login_map", "tls_policy")
+SYSTEM_CA_FILE = "/etc/ssl/certs/ca-certificates.crt"
 
 
 def render(template: str, values: dict[str, object], target: Path) -> Path:
