@@ -9,6 +9,6 @@ def test_pymilter_module_is_not_shadowed():
 
 
 def test_services_live_under_one_namespace():
-    for name in ("milter", "authsocket", "expire"):
+    for name in ("milter", "authsocket", "expire", "dnszone"):
         module = importlib.import_module(f"chatmail_services.{name}")
         assert module.__name__ == f"chatmail_services.{name}"

@@ -52,6 +52,7 @@ MAILBOXES = Path("/var/lib/chatmail/mailboxes")
 DIST = Path("/usr/lib/python3/dist-packages")
 DOMAIN = "chat.example"
 SERVICES = ["chatmail-auth.service", "chatmail-milter.service", "chatmail-expire.service"]
+COMMANDS = ["chatmail-auth", "chatmail-milter", "chatmail-expire", "chatmail-dns"]
 STARTED_UNITS = ["chatmail-auth.socket", "chatmail-milter.socket", "chatmail-expire.timer"]
 WANTS = {".socket": "sockets.target.wants", ".timer": "timers.target.wants"}
 # present while the package on this machine is the one this test installed
@@ -115,6 +116,8 @@ def pkg(tmp_path_factory: pytest.TempPathFactory):
             f"[chatmail]\nmail_domain = {DOMAIN}\n\n"
             "[auth]\n# a busy test machine must not refuse creation\n"
             "max_load_1m = 1000\nmin_available_memory = 0\nmin_free_disk = 0\n"
+            # the DKIM key beside the config, so that nothing is left in /etc/chatmail/dkim
+            f"\n[dkim]\nkey_file = {confdir}/dkim.private\n"
         )
         config.chmod(0o644)
         state = Installed(deb, lint, config, had_vmail)
@@ -196,11 +199,13 @@ def test_installed_files(pkg):
         "/usr/bin/chatmail-auth",
         "/usr/bin/chatmail-milter",
         "/usr/bin/chatmail-expire",
+        "/usr/bin/chatmail-dns",
         "/etc/chatmail/chatmail.ini",
         "/usr/lib/tmpfiles.d/chatmail-services.conf",
         "/usr/share/man/man8/chatmail-auth.8.gz",
         "/usr/share/man/man8/chatmail-milter.8.gz",
         "/usr/share/man/man8/chatmail-expire.8.gz",
+        "/usr/share/man/man8/chatmail-dns.8.gz",
         "/usr/share/man/man5/chatmail.ini.5.gz",
         "/usr/share/doc/chatmail-services/admin.md",
         "/usr/share/doc/chatmail-services/copyright",
@@ -210,9 +215,9 @@ def test_installed_files(pkg):
     }
     assert expected <= files, sorted(expected - files)
     # every module of the repo's subpackages is installed (package_dir survived pybuild)
-    for folder, sub in (("milter", "milter"), ("authsocket", "authsocket"), ("expire", "expire")):
+    for folder in ("milter", "authsocket", "expire", "dnszone"):
         for module in (REPO / folder).glob("*.py"):
-            assert f"{DIST}/chatmail_services/{sub}/{module.name}" in files
+            assert f"{DIST}/chatmail_services/{folder}/{module.name}" in files
     # no top-level "milter" from us: python3-milter owns that name
     ours_top = {Path(f).relative_to(DIST).parts[0] for f in files if f.startswith(f"{DIST}/")}
     assert {p for p in ours_top if not p.startswith("chatmail_services")} == set()
@@ -222,7 +227,7 @@ def test_installed_files(pkg):
     assert "/etc/chatmail/chatmail.ini" in conffiles
     shipped = (REPO / "debian" / "chatmail.ini").read_text()
     assert Path("/etc/chatmail/chatmail.ini").read_text() == shipped
-    for command in ("chatmail-auth", "chatmail-milter", "chatmail-expire"):
+    for command in COMMANDS:
         assert Path(f"/usr/bin/{command}").read_text().startswith("#!/usr/bin/python3\n")
         assert run(["man", "-w", "8", command]).stdout.startswith("/usr/share/man/man8/")
     assert run(["man", "-w", "5", "chatmail.ini"]).stdout.startswith("/usr/share/man/man5/")
@@ -232,7 +237,8 @@ def test_installed_code_runs_on_debians_python_with_debians_modules(pkg):
     probe = (
         "import Milter, milter, systemd.daemon, chatmail_services, "
         "chatmail_services.milter.adapter, chatmail_services.authsocket.server, "
-        "chatmail_services.expire.scan\n"
+        "chatmail_services.expire.scan, chatmail_services.dnszone.cli, dkim, dns.resolver, "
+        "cryptography\n"
         "for m in (Milter, milter, systemd.daemon, chatmail_services): print(m.__file__)"
     )
     result = run(["/usr/bin/python3", "-c", probe])
@@ -240,7 +246,7 @@ def test_installed_code_runs_on_debians_python_with_debians_modules(pkg):
     paths = result.stdout.split()
     assert len(paths) == 4
     assert all(p.startswith(f"{DIST}/") for p in paths), paths
-    for command in ("chatmail-auth", "chatmail-milter", "chatmail-expire"):
+    for command in COMMANDS:
         assert run([f"/usr/bin/{command}", "--help"]).returncode == 0
 
 
@@ -342,6 +348,8 @@ def test_the_sandbox_emulation_denies_what_the_unit_denies(pkg, service, mailbox
         "wx refused",  # MemoryDenyWriteExecute=yes
         "setpriority refused",  # SystemCallFilter=~@resources
     }
+    if service == "chatmail-milter.service":  # DNS look-ups of DKIM keys: AF_INET, AF_INET6
+        expected -= {"no network", "inet refused"}
     if mailboxes_writable:
         expected.add("mailboxes writable")
     assert seen == expected, result.stdout + result.stderr
@@ -464,6 +472,13 @@ mt.disconnect(conn)
 
 def test_milter_verdict_through_the_installed_service(pkg, tmp_path):
     _installed(pkg)
+    # the signing key, made by the installed command for the unit's user (the milter refuses
+    # to start without it)
+    key = pkg.config.parent / "dkim.private"
+    if not key.exists():
+        keygen = run(["/usr/bin/chatmail-milter", "--config", str(pkg.config), "dkim-keygen"])
+        assert keygen.returncode == 0, keygen.stdout + keygen.stderr
+        assert "._domainkey." in keygen.stdout and key.stat().st_mode & 0o777 == 0o600
     proc, path = _activate(pkg, "chatmail-milter", tmp_path / "milter.log")
     sender, rcpt = f"{_local_part()}@{DOMAIN}", "someone@elsewhere.example"
     script = tmp_path / "cleartext.lua"
