@@ -1,5 +1,10 @@
 """The libmilter side: one `ChatmailMilter` per SMTP connection gathers, `policy` decides.
 
+Three roles, told apart by the session alone: an authenticated submission (`{auth_authen}`
+set) gets the outgoing policy and is DKIM-signed; mail Postfix makes itself (`{daemon_name}`
+is `chatmail-internal`, the null sender: bounces) is only signed; everything else is incoming
+and needs a valid aligned DKIM signature (`dkimpolicy`) before the encryption policy.
+
 Only the callbacks the policy needs are defined (MAIL FROM, RCPT TO, headers, body, end of
 message; abort/close for cleanup), so pymilter negotiates the others away; RCPT TO and the
 headers are no-reply steps (Postfix does not wait for them). Any exception in a callback
@@ -11,17 +16,22 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import Milter
 
-from . import mime, policy
+from . import dkimpolicy, mime, policy
+from .dkimsign import Signer
+from .dkimverify import Verifier
 from .ratelimit import RateLimiter
 from .spool import Spool
 
 log = logging.getLogger("chatmail.milter")
+
+INTERNAL_DAEMON = "chatmail-internal"  # master.cf: cleanup -o milter_macro_daemon_name=...
 
 
 @dataclass
@@ -33,10 +43,21 @@ class Service:
     max_message_size: int
     spool_threshold: int
     spool_dir: str | None = None
+    mail_domain: str = ""
+    signer: Signer | None = None  # None: nothing is signed ([dkim] sign = no)
+    verifier: Verifier | None = None  # None: incoming DKIM not checked ([dkim] verify = no)
 
 
 def _text(value: bytes | str) -> str:
     return value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else value
+
+
+_ADDRESS_LITERAL = re.compile(r"@\[[^\]]*\]?")
+
+
+def _loggable(address: str | None) -> str | None:
+    """An address for the debug log: an address literal's IP replaced (IPs are never logged)."""
+    return None if address is None else _ADDRESS_LITERAL.sub("@[address literal]", address)
 
 
 def _reply_text(text: str) -> str:
@@ -82,8 +103,9 @@ def _deferred(method: Callable[..., int]) -> Callable[..., int]:
     return wrapper
 
 
+@Milter.header_leading_space
 class ChatmailMilter(Milter.Base):
-    """One SMTP connection as seen by the milter."""
+    """One SMTP connection as seen by the milter (header values with their leading space)."""
 
     def __init__(self, service: Service) -> None:
         self.service = service
@@ -97,8 +119,10 @@ class ChatmailMilter(Milter.Base):
         self.spool = None
         self.mail_from = ""
         self.login: str | None = None
+        self.internal = False
         self.rcpts: list[str] = []
         self.headers: mime.Headers = []
+        self.raw_headers: list[bytes] = []
         self.size = 0
 
     def _queue_id(self) -> str:
@@ -126,8 +150,15 @@ class ChatmailMilter(Milter.Base):
         self.mail_from = mime.envelope_address(_text(mail_from))
         login = self.getsymval("{auth_authen}")
         self.login = _text(login) if login else None
+        daemon = self.getsymval("{daemon_name}")
+        self.internal = self.login is None and daemon == INTERNAL_DAEMON and not self.mail_from
         self.spool = Spool(self.service.spool_threshold, self.service.spool_dir)
-        log.debug("mail from %r login %r", self.mail_from, self.login)
+        log.debug(
+            "mail from %r login %r internal %s",
+            _loggable(self.mail_from),
+            _loggable(self.login),
+            self.internal,
+        )
         if self.login is None:
             return Milter.CONTINUE
         if not self.service.limiter.allow(self.mail_from):
@@ -144,7 +175,7 @@ class ChatmailMilter(Milter.Base):
     @_deferred
     def envrcpt(self, rcpt: bytes | str, *params: bytes | str) -> int:
         address = mime.envelope_address(_text(rcpt))
-        log.debug("rcpt to %r", address)
+        log.debug("rcpt to %r", _loggable(address))
         self.rcpts.append(address)
         return Milter.CONTINUE
 
@@ -161,8 +192,12 @@ class ChatmailMilter(Milter.Base):
     def header(self, name: str, value: bytes | str) -> int:
         raw = value if isinstance(value, bytes) else value.encode("utf-8", "surrogateescape")
         self.size += len(name) + len(raw) + 4  # checked against the limit at the body
-        unfolded = raw.replace(b"\r\n", b"\n").replace(b"\n", b"")
-        self.headers.append((name.lower(), _text(unfolded).strip(" \t")))
+        lines = raw.replace(b"\r\n", b"\n")
+        self.headers.append((name.lower(), _text(lines.replace(b"\n", b"")).strip(" \t")))
+        # As received, for DKIM: Postfix folds with LF; with P_HDR_LEADSPC the space after the
+        # colon is part of the value.
+        space = b"" if self._protocol & Milter.P_HDR_LEADSPC else b" "
+        self.raw_headers.append(name.encode("ascii", "replace") + b":" + space + lines)
         return Milter.CONTINUE
 
     @_guarded
@@ -182,11 +217,13 @@ class ChatmailMilter(Milter.Base):
             if too_big is not None:
                 return too_big
             msg = mime.Message(self.headers, self.spool.view())
-            env = policy.Envelope(self.mail_from, tuple(self.rcpts), self.login)
-            verdict = policy.decide(msg, env, self.service.enforces_encryption)
-            del msg
+            verdict = self._decide(msg)
             if not verdict.accepted:
+                del msg
                 return self._refuse(verdict)
+            if self.login is not None or self.internal:
+                self._sign(msg)
+            del msg
             if verdict.chgfrom is not None:
                 self.chgfrom(verdict.chgfrom)
             if log.isEnabledFor(logging.DEBUG):  # _queue_id() asks libmilter: not per message
@@ -194,6 +231,36 @@ class ChatmailMilter(Milter.Base):
             return Milter.ACCEPT
         finally:
             self._reset()
+
+    def _decide(self, msg: mime.Message) -> policy.Verdict:
+        """The verdict of this message's role (see the module docstring)."""
+        if self.internal:
+            return policy.accept("generated by Postfix")
+        env = policy.Envelope(self.mail_from, tuple(self.rcpts), self.login)
+        if env.incoming and self.service.verifier is not None:
+            dkim_verdict = self.service.verifier.verdict(self._whole(msg), msg.headers)
+            if not dkim_verdict.accepted:
+                return dkim_verdict
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("%s: DKIM: %s", self._queue_id(), dkim_verdict.reason)
+        return policy.decide(msg, env, self.service.enforces_encryption)
+
+    def _whole(self, msg: mime.Message) -> bytes:
+        """The message as received (header fields as Postfix sent them, CRLF, the body)."""
+        lines = b"".join(h.replace(b"\n", b"\r\n") + b"\r\n" for h in self.raw_headers)
+        return lines + b"\r\n" + bytes(msg.body)
+
+    def _sign(self, msg: mime.Message) -> None:
+        """Add a DKIM-Signature at the top if signing is on and the From domain is ours."""
+        if self.service.signer is None:
+            return
+        sender = dkimpolicy.from_domain(msg.headers)
+        if sender.domain != self.service.mail_domain.lower():
+            return
+        value = self.service.signer.sign(self._whole(msg))
+        if not self._protocol & Milter.P_HDR_LEADSPC:
+            value = value.lstrip(b" ")
+        self.addheader("DKIM-Signature", value.decode("ascii"), 0)
 
     def abort(self) -> int:
         self._reset()

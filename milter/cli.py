@@ -1,4 +1,5 @@
-"""Command line of chatmail-milter: `serve` (the daemon) and `check` (one message, offline)."""
+"""Command line of chatmail-milter: `serve` (the daemon), `check` (one message, offline) and
+`dkim-keygen` (the signing key and its DNS record)."""
 
 from __future__ import annotations
 
@@ -7,15 +8,20 @@ import functools
 import logging
 import sys
 
+from chatmail_services import dkimkey
 from chatmail_services.activation import inherited_sockets, notify_ready
 from chatmail_services.cli import add_config_argument, load_or_exit, log_config_warnings
-from chatmail_services.config import Config
+from chatmail_services.config import EX_CONFIG, Config
 from chatmail_services.logsetup import setup_logging
 
 from . import mime, policy
 from .accounts import enforcement_lookup
+from .dkimsign import Signer, load_signer
+from .dkimverify import Verifier, make_verifier
 
 EX_USAGE = 64
+KEY_OWNER = "vmail"  # the User= of chatmail-milter.service, which signs
+TXT_STRING_MAX = 255  # bytes in one DNS character-string
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -38,7 +44,54 @@ def _parser() -> argparse.ArgumentParser:
         "--rcpt", required=True, action="append", metavar="ADDR", help="envelope RCPT TO"
     )
     check.add_argument("file", metavar="FILE", help="the message, as submitted (CRLF)")
+    keygen = sub.add_parser(
+        "dkim-keygen", help="create the DKIM key ([dkim] key_file) and print its DNS record"
+    )
+    keygen.add_argument(
+        "--owner",
+        default=KEY_OWNER,
+        metavar="USER",
+        help=f"owner of the private key file (default: {KEY_OWNER}, the milter's user)",
+    )
     return parser
+
+
+def txt_record(selector: str, domain: str, value: str) -> str:
+    """`<selector>._domainkey.<domain>. TXT "..." "..."`, strings of at most 255 bytes."""
+    data = value.encode("ascii")
+    chunks = [data[i : i + TXT_STRING_MAX] for i in range(0, len(data), TXT_STRING_MAX)]
+    strings = " ".join(f'"{chunk.decode()}"' for chunk in chunks)
+    return f"{selector}._domainkey.{domain}. TXT {strings}"
+
+
+def keygen_command(config: Config, args: argparse.Namespace) -> int:
+    """Create the key (refusing to replace one) and print the record to publish."""
+    try:
+        dkimkey.generate_key(config.dkim.key_file, args.owner)
+        public = dkimkey.public_key_b64(config.dkim.key_file)
+    except (dkimkey.DkimKeyError, KeyError, OSError) as exc:
+        reason = f"no user {args.owner!r}" if isinstance(exc, KeyError) else str(exc)
+        print(f"chatmail-milter: {reason}", file=sys.stderr)
+        return 1
+    print(f"created {config.dkim.key_file} (owner {args.owner}); publish:", file=sys.stderr)
+    value = dkimkey.dkim_record_value(public)
+    print(txt_record(config.dkim.selector, config.chatmail.mail_domain, value))
+    return 0
+
+
+def dkim_parts(config: Config) -> tuple[Signer | None, Verifier | None]:
+    """Signer and verifier as `[dkim]` says; a missing or bad key exits with 78."""
+    signer = None
+    if config.dkim.sign:
+        try:
+            signer = load_signer(
+                config.dkim.selector, config.chatmail.mail_domain, config.dkim.key_file
+            )
+        except dkimkey.DkimKeyError as exc:
+            print(f"chatmail-milter: [dkim] sign = yes, but {exc}", file=sys.stderr)
+            raise SystemExit(EX_CONFIG) from None
+    verifier = make_verifier(config.dkim) if config.dkim.verify else None
+    return signer, verifier
 
 
 def check_command(config: Config, args: argparse.Namespace) -> int:
@@ -87,6 +140,7 @@ def serve_command(config: Config, args: argparse.Namespace) -> int:
     from .adapter import ChatmailMilter, Service
     from .ratelimit import RateLimiter
 
+    signer, verifier = dkim_parts(config)
     log = setup_logging(config.chatmail.log_level, "chatmail.milter")
     log_config_warnings(config)
     service = Service(
@@ -99,9 +153,13 @@ def serve_command(config: Config, args: argparse.Namespace) -> int:
         max_message_size=config.chatmail.max_message_size,
         spool_threshold=config.milter.spool_threshold,
         spool_dir=config.milter.spool_dir or None,
+        mail_domain=config.chatmail.mail_domain,
+        signer=signer,
+        verifier=verifier,
     )
     conn, sockets = connection_string(args.socket, config)
     Milter.factory = functools.partial(ChatmailMilter, service)
+    Milter.set_flags(Milter.ADDHDRS | Milter.CHGFROM)  # the DKIM-Signature; the null sender
     log.info("listening on %s", conn)
     notify_ready()
     try:
@@ -123,4 +181,6 @@ def main(argv: list[str] | None = None) -> int:
     config = load_or_exit(args.config)
     if args.command == "check":
         return check_command(config, args)
+    if args.command == "dkim-keygen":
+        return keygen_command(config, args)
     return serve_command(config, args)

@@ -10,6 +10,14 @@ the same run measures Postfix without `smtpd_milters` (baseline) and with chatma
 `--port submission` uses the authenticated submission port (STARTTLS + SASL via Dovecot with
 a passwd-file; outgoing rules, rate limit raised for the run); the default, port 25, applies
 the incoming rules. Run as root (Postfix), from a directory that is not the repository root.
+
+`--dkim` adds the DKIM runs: on port 25 every message carries a valid signature of its sender's
+domain (`sender.test`, its key served by a real nsd on 127.53.0.1) and the milter runs once with
+`[dkim] verify = no` and once with `verify = yes`; on submission the milter runs with `sign = no`
+and `sign = yes`. The milter's CPU time per message is read from /proc for each run.
+`--opendkim` also measures the other design: chatmail-milter without DKIM plus Debian's
+OpenDKIM as a second milter doing the same DKIM work (verifying on port 25, signing on
+submission).
 """
 
 from __future__ import annotations
@@ -17,12 +25,14 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import os
 import shutil
 import smtplib
 import ssl
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -35,20 +45,46 @@ from harness import MAIL_USER, VENV_BIN, stack_dir  # noqa: E402
 from harness.activation import ActivatedService  # noqa: E402
 from harness.dovecot import Dovecot  # noqa: E402
 from harness.fixtures import stack_config  # noqa: E402
+from harness.nameserver import NameServer  # noqa: E402
 from harness.postfix import Postfix  # noqa: E402
+
+from chatmail_services.dkimkey import dkim_record_value, generate_key, public_key_b64  # noqa: E402
 
 PASSWORD = "benchmark-password"
 
 
-def user(index: int) -> str:
-    return f"bench{index:04d}@chat.example"
+SENDER_DOMAIN = "sender.test"
+SELECTOR = "chatmail"
+NAMESERVER = ("127.53.0.1", 53)
+SIGNED_HEADERS = [b"from", b"to", b"date", b"message-id", b"subject", b"mime-version",
+                  b"content-type"]  # fmt: skip
 
 
-def client(args: tuple[str, int, int, int, int]) -> list[float]:
-    """One SMTP session sending `count` messages; returns per-message seconds."""
-    mode, port, index, count, size = args
-    sender = user(index)
+def user(index: int, domain: str = "chat.example") -> str:
+    return f"bench{index:04d}@{domain}"
+
+
+def client(args: tuple[str, int, int, int, int, bytes | None]) -> list[float]:
+    """One SMTP session sending `count` messages; returns per-message seconds.
+
+    With a `sender_key` (port 25, DKIM runs) the sender is of SENDER_DOMAIN and the message
+    carries that domain's DKIM signature, made once per session.
+    """
+    mode, port, index, count, size, sender_key = args
+    sender = user(index) if mode == "submission" else user(index, SENDER_DOMAIN)
     body = messages.full_message(sender, size)
+    if sender_key is not None:
+        import dkim
+
+        signature = dkim.sign(
+            body,
+            SELECTOR.encode(),
+            SENDER_DOMAIN.encode(),
+            sender_key,
+            canonicalize=(b"relaxed", b"simple"),
+            include_headers=SIGNED_HEADERS,
+        )
+        body = signature + body
     times = []
     if mode == "submission":
         smtp = smtplib.SMTP("127.0.0.1", port, timeout=120)
@@ -64,22 +100,57 @@ def client(args: tuple[str, int, int, int, int]) -> list[float]:
     return times
 
 
-def measure(mode: str, postfix: Postfix, total: int, clients: int, size: int) -> dict:
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of the processes (and their waited-for children) so far."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += sum(int(value) for value in fields[11:15])  # utime stime cutime cstime
+    return total / tick
+
+
+def measure(
+    mode: str,
+    postfix: Postfix,
+    total: int,
+    clients: int,
+    size: int,
+    sender_key: bytes | None = None,
+    milter_pids: list[int] | None = None,
+) -> dict:
     port = postfix.submission_port if mode == "submission" else postfix.smtp_port
     per_client = total // clients
-    jobs = [(mode, port, i, per_client, size) for i in range(clients)]
+    jobs = [(mode, port, i, per_client, size, sender_key) for i in range(clients)]
+    cpu_before = cpu_seconds(milter_pids) if milter_pids else 0.0
     start = time.perf_counter()
     with multiprocessing.Pool(clients) as pool:
         results = pool.map(client, jobs)
     elapsed = time.perf_counter() - start
     latencies = sorted(t for r in results for t in r)
-    return {
+    result = {
         "messages": len(latencies),
         "seconds": round(elapsed, 3),
         "messages_per_s": round(len(latencies) / elapsed, 1),
         "p50_ms": round(statistics.median(latencies) * 1000, 2),
         "p99_ms": round(latencies[int(len(latencies) * 0.99)] * 1000, 2),
     }
+    if milter_pids:
+        cpu = cpu_seconds(milter_pids) - cpu_before
+        result["milter_cpu_ms_per_message"] = round(cpu * 1000 / len(latencies), 3)
+    return result
+
+
+def sender_domain_dns() -> tuple[bytes, NameServer]:
+    """A DKIM key for SENDER_DOMAIN and a real nsd serving its public half."""
+    root = stack_dir("bench-milter-dns-")
+    key = root / "sender.private"
+    generate_key(key)
+    record = dkim_record_value(public_key_b64(key))
+    quoted = " ".join(f'"{record[i : i + 255]}"' for i in range(0, len(record), 255))
+    zone = f"{SELECTOR}._domainkey.{SENDER_DOMAIN}. IN TXT {quoted}\n"
+    server = NameServer(root, NAMESERVER[0], {SENDER_DOMAIN: zone}).start()
+    return key.read_bytes(), server
 
 
 C_NULL_MILTER: list[Path] = []
@@ -104,10 +175,69 @@ def milter_argv(kind: str) -> list[str]:
     return [str(VENV_BIN / "python"), str(HERE / "null_milter.py"), "fd:3"]
 
 
-def run_config(mode: str, milter_kind: str | None, args: argparse.Namespace) -> dict:
+OPENDKIM_CONF = """\
+Syslog no
+Background no
+Mode {mode}
+Socket local:{socket}
+UMask 007
+UserID postfix
+PidFile {dir}/opendkim.pid
+Domain chat.example
+Selector {selector}
+KeyFile {key}
+Canonicalization relaxed/simple
+OversignHeaders From,Reply-To,Subject,Date,To,Cc,In-Reply-To,References,Autocrypt
+Nameservers {nameserver}
+On-Default accept
+RequireSafeKeys false
+"""
+
+
+def start_opendkim(root: Path, postfix: Postfix, mode: str, key: Path) -> subprocess.Popen:
+    """Debian's OpenDKIM as a second milter in the queue directory: v(erify) or s(ign).
+
+    Its configuration lives in /run: OpenDKIM refuses a file below a world-writable /tmp.
+    """
+    directory = Path(tempfile.mkdtemp(prefix="bench-opendkim-", dir="/run"))
+    socket = postfix.queue / "opendkim" / "opendkim.sock"
+    socket.parent.mkdir(exist_ok=True)
+    shutil.chown(socket.parent, "postfix", "postfix")
+    shutil.chown(key, "postfix", "postfix")
+    conf = directory / "opendkim.conf"
+    conf.write_text(
+        OPENDKIM_CONF.format(
+            mode=mode,
+            socket=socket,
+            dir=directory,
+            selector=SELECTOR,
+            key=key,
+            nameserver=NAMESERVER[0],
+        )
+    )
+    log = open(directory / "opendkim.log", "ab")  # noqa: SIM115 (lives as long as the process)
+    process = subprocess.Popen(["opendkim", "-f", "-x", str(conf)], stdout=log, stderr=log)
+    deadline = time.monotonic() + 15
+    while not socket.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError((directory / "opendkim.log").read_text())
+        time.sleep(0.05)
+    return process
+
+
+def run_config(
+    mode: str,
+    milter_kind: str | None,
+    args: argparse.Namespace,
+    dkim_on: bool = False,
+    opendkim: bool = False,
+    sender_key: bytes | None = None,
+) -> dict:
     with_milter = milter_kind is not None
     root = stack_dir("bench-milter-postfix-")
     try:
+        key = root / "dkim.private"
+        generate_key(key, MAIL_USER)
         config = stack_config(
             root,
             milter={
@@ -115,9 +245,25 @@ def run_config(mode: str, milter_kind: str | None, args: argparse.Namespace) -> 
                 "max_user_send_burst_size": 1_000_000,
             },
             chatmail={"log_level": "warning"},
+            dkim={
+                "key_file": key,
+                "selector": SELECTOR,
+                "resolver": f"{NAMESERVER[0]}:{NAMESERVER[1]}",
+                "sign": "yes" if dkim_on and mode == "submission" else "no",
+                "verify": "yes" if dkim_on and mode != "submission" else "no",
+            },
         )
         socket = Path(config.milter.socket)
-        postfix = Postfix(root, config, milter_socket=socket if with_milter else None, discard=True)
+        settings = {}
+        if opendkim:
+            settings["smtpd_milters"] = "unix:chatmail/milter.sock, unix:opendkim/opendkim.sock"
+        postfix = Postfix(
+            root,
+            config,
+            milter_socket=socket if with_milter else None,
+            discard=True,
+            settings=settings,
+        )
         passwd = root / "passwd"
         passwd.write_text("".join(f"{user(i)}:{{PLAIN}}{PASSWORD}\n" for i in range(args.clients)))
         dovecot = Dovecot(
@@ -140,13 +286,30 @@ def run_config(mode: str, milter_kind: str | None, args: argparse.Namespace) -> 
                 env={"CHATMAIL_CONFIG": config.path},
                 cwd=root,
             ).start()
+        opendkim_process = None
+        if opendkim:
+            opendkim_process = start_opendkim(
+                root, postfix, "s" if mode == "submission" else "v", key
+            )
         try:
             with dovecot, postfix:
-                measure(mode, postfix, args.clients * 5, args.clients, args.size)  # warm-up
-                result = measure(mode, postfix, args.messages, args.clients, args.size)
+                pids = [milter.pid] if milter and milter.pid else []
+                if opendkim_process:
+                    pids.append(opendkim_process.pid)
+                warm = (mode, postfix, args.clients * 5, args.clients, args.size, sender_key)
+                measure(*warm)  # warm-up (and the key cache)
+                result = measure(
+                    mode, postfix, args.messages, args.clients, args.size, sender_key, pids
+                )
                 log = postfix.log_text()
                 result["milter_rejects_in_postfix_log"] = log.count("milter-reject")
+                if result["milter_rejects_in_postfix_log"]:
+                    raise RuntimeError("the milter refused benchmark mail:\n" + log[-3000:])
         finally:
+            if opendkim_process:
+                opendkim_process.terminate()
+                opendkim_process.wait(10)
+                shutil.rmtree(Path(opendkim_process.args[-1]).parent, ignore_errors=True)
             if milter:
                 result_log = milter.log_text()
                 milter.close()
@@ -174,20 +337,49 @@ def main() -> int:
         action="store_true",
         help="also measure a null milter in C on libmilter (what any milter costs)",
     )
+    parser.add_argument(
+        "--dkim",
+        action="store_true",
+        help="also measure the milter with DKIM (verify on port 25, sign on submission)",
+    )
+    parser.add_argument(
+        "--opendkim",
+        action="store_true",
+        help="also measure chatmail-milter without DKIM plus OpenDKIM as a second milter",
+    )
     args = parser.parse_args()
     if Path.cwd() == REPO:
         sys.exit("run from another directory: the repository root shadows pymilter's module")
     if args.c_null_milter:
         C_NULL_MILTER.append(build_c_null_milter())
+    sender_key = None
+    nameserver = None
+    if (args.dkim or args.opendkim) and args.port == "smtp":
+        sender_key, nameserver = sender_domain_dns()
     rounds = []
-    for _ in range(args.rounds):
-        entry = {"without_milter": run_config(args.port, None, args)}
-        if args.null_milter:
-            entry["null_milter"] = run_config(args.port, "null", args)
-        if args.c_null_milter:
-            entry["c_null_milter"] = run_config(args.port, "c-null", args)
-        entry["with_milter"] = run_config(args.port, "chatmail", args)
-        rounds.append(entry)
+    try:
+        for _ in range(args.rounds):
+            entry = {"without_milter": run_config(args.port, None, args, sender_key=sender_key)}
+            if args.null_milter:
+                entry["null_milter"] = run_config(args.port, "null", args, sender_key=sender_key)
+            if args.c_null_milter:
+                entry["c_null_milter"] = run_config(
+                    args.port, "c-null", args, sender_key=sender_key
+                )
+            entry["with_milter"] = run_config(args.port, "chatmail", args, sender_key=sender_key)
+            if args.dkim:
+                entry["with_milter_dkim"] = run_config(
+                    args.port, "chatmail", args, dkim_on=True, sender_key=sender_key
+                )
+            if args.opendkim:
+                entry["with_milter_and_opendkim"] = run_config(
+                    args.port, "chatmail", args, opendkim=True, sender_key=sender_key
+                )
+            rounds.append(entry)
+    finally:
+        if nameserver is not None:
+            nameserver.stop()
+            shutil.rmtree(nameserver.dir.parent, ignore_errors=True)
     base = statistics.median(r["without_milter"]["messages_per_s"] for r in rounds)
     ours = statistics.median(r["with_milter"]["messages_per_s"] for r in rounds)
     report: dict = {
@@ -208,6 +400,21 @@ def main() -> int:
         report["median_messages_per_s_c_null_milter"] = c_null
         report["ratio_c_null_milter"] = round(c_null / base, 3)
         shutil.rmtree(C_NULL_MILTER[0].parent, ignore_errors=True)
+    for name in ("with_milter_dkim", "with_milter_and_opendkim"):
+        if name in rounds[0]:
+            rate = statistics.median(r[name]["messages_per_s"] for r in rounds)
+            cpu = statistics.median(r[name]["milter_cpu_ms_per_message"] for r in rounds)
+            plain_cpu = statistics.median(
+                r["with_milter"]["milter_cpu_ms_per_message"] for r in rounds
+            )
+            report[f"median_messages_per_s_{name}"] = rate
+            report[f"ratio_{name}_to_with_milter"] = round(rate / ours, 3)
+            report[f"ratio_{name}_to_without_milter"] = round(rate / base, 3)
+            report[f"dkim_cpu_ms_per_message_{name}"] = round(cpu - plain_cpu, 3)
+    if "with_milter_dkim" in rounds[0]:
+        report["target_dkim_costs_at_most_10_percent"] = (
+            report["ratio_with_milter_dkim_to_with_milter"] >= 0.9
+        )
     print(json.dumps(report, indent=2))
     return 0
 

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import functools
 import os
+import pwd
 import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from chatmail_services import dkimkey
 from chatmail_services.config import Config, load_config
 
-from . import mail_ids, stack_dir
+from . import MAIL_USER, mail_ids, stack_dir
 
 
 @pytest.fixture
@@ -22,11 +26,33 @@ def stack_root() -> Iterator[Path]:
     shutil.rmtree(root, ignore_errors=True)
 
 
+@functools.cache
+def session_dkim_key() -> bytes:
+    """One RSA 2048 DKIM key (PEM) per test session, made by the production code."""
+    with tempfile.TemporaryDirectory(prefix="chatmail-test-dkim-") as tmp:
+        dkimkey.generate_key(Path(tmp) / "key")
+        return (Path(tmp) / "key").read_bytes()
+
+
+def write_test_dkim_key(path: Path) -> Path:
+    """The session's DKIM key at `path`, mode 0600, owned by the mail user when run as root
+    (the milter of the stack tests runs as that user)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(session_dkim_key())
+    if os.geteuid() == 0:
+        entry = pwd.getpwnam(MAIL_USER)
+        os.chown(path, entry.pw_uid, entry.pw_gid)
+    return path
+
+
 def write_test_config(root: Path, milter_socket: Path, **sections: dict[str, object]) -> Config:
     """Write root/chatmail.ini for tests (domain chat.example, Maildirs in root/mailboxes,
-    headroom checks relaxed for a busy machine) and load it; keyword args override sections."""
+    headroom checks relaxed for a busy machine, the session's DKIM key in root/dkim.private)
+    and load it; keyword args override sections."""
     mailboxes = root / "mailboxes"
     mailboxes.mkdir(exist_ok=True)
+    key_file = write_test_dkim_key(root / "dkim.private")
     merged: dict[str, dict[str, object]] = {
         "chatmail": {"mail_domain": "chat.example", "mailboxes_dir": mailboxes},
         "auth": {
@@ -37,6 +63,7 @@ def write_test_config(root: Path, milter_socket: Path, **sections: dict[str, obj
             "min_free_disk": 0,
         },
         "milter": {"socket": milter_socket},
+        "dkim": {"key_file": key_file},
     }
     for section, values in sections.items():
         merged.setdefault(section, {}).update(values)

@@ -1,0 +1,291 @@
+"""DKIM with real Postfix (rendered from docs/templates/), the real milter as its unit runs
+it, Dovecot for delivery and nsd serving the key records on loopback.
+
+Checks the role detection as Postfix really reports it: a submission leaves signed and its
+signature verifies on the message as delivered; a bounce Postfix generates itself reaches the
+milter as non-SMTP mail (`{daemon_name}` = chatmail-internal) and leaves signed; port-25 mail
+needs a valid signature of its From domain; mail posted with sendmail is not "internal".
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import smtplib
+import ssl
+import subprocess
+import time
+from pathlib import Path
+
+import dkim
+import pytest
+from chatmail_services.milter.cli import txt_record
+from cryptography.hazmat.primitives import serialization
+from harness import MAIL_USER, VENV_BIN, mail_ids
+from harness.activation import ActivatedService
+from harness.dovecot import Dovecot
+from harness.fixtures import session_dkim_key, stack_config
+from harness.nameserver import NameServer
+from harness.postfix import Postfix
+
+from chatmail_services import dkimkey
+
+pytestmark = pytest.mark.stack
+
+DOMAIN = "chat.example"
+ALICE = f"alice1234@{DOMAIN}"
+BOB = f"bob123456@{DOMAIN}"
+CAROL = f"carol1234@{DOMAIN}"  # does not enforce encryption: cleartext may reach her
+PASSWORD = "password-of-test"
+NS_ADDRESS = "127.53.9.2"
+REMOTE = "other.example"
+NOBODY = f"nobody123@{DOMAIN}"  # no such account: Dovecot's LMTP refuses it, Postfix bounces
+
+
+def key_record() -> str:
+    """The TXT value of the session's test key (the key write_test_config installs)."""
+    key = serialization.load_pem_private_key(session_dkim_key(), password=None)
+    der = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return dkimkey.dkim_record_value(base64.b64encode(der).decode())
+
+
+def zone_line(selector: str, domain: str) -> str:
+    """The record as `chatmail-milter dkim-keygen` prints it (strings of <= 255 bytes)."""
+    return txt_record(selector, domain, key_record()) + "\n"
+
+
+def dnsfunc(name: bytes, timeout: float = 5) -> bytes:
+    """The public key for dkimpy's own verification of delivered files (independent of ours)."""
+    assert name in (b"chatmail._domainkey.chat.example.",), name
+    return key_record().encode()
+
+
+class Stack:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.ns = NameServer(
+            root,
+            NS_ADDRESS,
+            {DOMAIN: zone_line("chatmail", DOMAIN), REMOTE: zone_line("remote", REMOTE)},
+        )
+        self.config = stack_config(
+            root, dkim={"resolver": f"{NS_ADDRESS}:{self.ns.port}", "dns_timeout": 3}
+        )
+        self.mailboxes = Path(self.config.chatmail.mailboxes_dir)
+        uid, gid = mail_ids()
+        for address in (ALICE, BOB, CAROL):
+            home = self.mailboxes / address
+            home.mkdir()
+            if address != CAROL:
+                (home / "enforceE2EEincoming").touch()
+            for path in (home, *home.iterdir()):
+                os.chown(path, uid, gid)
+        passwd = root / "passwd"
+        passwd.write_text("".join(f"{a}:{{PLAIN}}{PASSWORD}\n" for a in (ALICE, BOB, CAROL)))
+        self.socket = Path(self.config.milter.socket)
+        self.postfix = Postfix(root, self.config, milter_socket=self.socket)
+        self.dovecot = Dovecot(
+            root,
+            self.config,
+            passwd_file=passwd,
+            lmtp_socket=self.postfix.lmtp_socket,
+            sasl_socket=self.postfix.sasl_socket,
+        )
+        self.milter_log = self.root / "milter.log"
+        self.milter = ActivatedService(
+            [str(VENV_BIN / "chatmail-milter"), "serve"],
+            self.socket,
+            log_path=self.milter_log,
+            mode=0o660,
+            user=MAIL_USER,
+            socket_user=MAIL_USER,
+            group="postfix",
+            env={"CHATMAIL_CONFIG": self.config.path},
+            cwd=self.root,
+        )
+
+    def count(self, address: str) -> int:
+        return len(list((self.mailboxes / address / "new").glob("*")))
+
+    def delivered(self, address: str, count: int, timeout: float = 30) -> list[bytes]:
+        new = self.mailboxes / address / "new"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            files = sorted(new.glob("*"), key=lambda p: p.stat().st_mtime) if new.is_dir() else []
+            if len(files) >= count:
+                return [f.read_bytes() for f in files]
+            time.sleep(0.1)
+        raise AssertionError(
+            f"fewer than {count} messages\n{self.postfix.log_text()[-3000:]}\n{self.log()}"
+        )
+
+    def log(self) -> str:
+        return self.milter_log.read_text(errors="replace") if self.milter_log.exists() else ""
+
+    def submit(self, sender: str, rcpts: list[str], data: bytes) -> None:
+        context = ssl._create_unverified_context()
+        with smtplib.SMTP("127.0.0.1", self.postfix.submission_port, timeout=60) as smtp:
+            smtp.starttls(context=context)
+            smtp.login(sender, PASSWORD)
+            smtp.sendmail(sender, rcpts, data)
+
+    def deliver(self, sender: str, rcpts: list[str], data: bytes) -> None:
+        with smtplib.SMTP("127.0.0.1", self.postfix.smtp_port, timeout=60) as smtp:
+            smtp.sendmail(sender, rcpts, data)
+
+
+@pytest.fixture(scope="module")
+def stack():
+    from harness import stack_dir
+
+    stack = Stack(stack_dir("chatmail-milter-dkim-"))
+    with stack.ns:
+        stack.milter.start()
+        try:
+            with stack.dovecot, stack.postfix:
+                yield stack
+        finally:
+            stack.milter.close()
+    shutil.rmtree(stack.root, ignore_errors=True)
+
+
+def alice_message(build, gpg, text: str, to: str = BOB) -> bytes:
+    armored = gpg.encrypt(text).replace("\n", "\r\n")
+    return build.encrypted_message(
+        armored,
+        sender=ALICE,
+        extra_headers=f"Autocrypt: addr={ALICE}; prefer-encrypt=mutual; keydata=AAAA\r\n",
+    ).replace(b'To: "hidden-recipients": ;', f"To: <{to}>".encode())
+
+
+def signatures(data: bytes) -> list[dict[bytes, bytes]]:
+    return [
+        dkim.util.parse_tag_value(value)
+        for name, value in dkim.rfc822_parse(data)[0]
+        if name.lower() == b"dkim-signature"
+    ]
+
+
+REMOTE_HEADERS = (
+    "Date: Sat, 21 Nov 2026 05:41:21 +0000\r\nMessage-ID: <r1@other.example>\r\n"
+    "X-Folded: one\r\n\ttwo  three\r\n"
+)
+
+
+def test_submitted_mail_is_signed_and_verifies_as_delivered(stack, build, gpg):
+    before = stack.count(BOB)
+    stack.submit(ALICE, [BOB], alice_message(build, gpg, "signed delivery"))
+    delivered = stack.delivered(BOB, before + 1)[-1]
+    [tags] = signatures(delivered)
+    assert (tags[b"d"], tags[b"s"], tags[b"c"]) == (b"chat.example", b"chatmail", b"relaxed/simple")
+    assert b"autocrypt" in tags[b"h"]
+    # dkimpy's own verification of the stored file (Return-Path and Delivered-To added on
+    # delivery are not signed): the signature survived everything Postfix did after the milter
+    assert dkim.verify(delivered, dnsfunc=dnsfunc), delivered[:2000]
+    # the header the milter added is the topmost one the milter can reach
+    assert b"Subject: [...]" in delivered
+
+
+def test_postfix_bounce_reaches_the_milter_and_leaves_signed(stack, build, gpg):
+    before = stack.count(ALICE)
+    stack.submit(ALICE, [NOBODY], alice_message(build, gpg, "to nobody", to=NOBODY))
+    bounce = stack.delivered(ALICE, before + 1)[-1]
+    assert b"From: Mail Delivery System <MAILER-DAEMON@chat.example>" in bounce
+    assert b"Return-Path: <>" in bounce
+    [tags] = signatures(bounce)
+    assert tags[b"d"] == b"chat.example"
+    assert dkim.verify(bounce, dnsfunc=dnsfunc)
+
+
+def test_incoming_without_signature_gets_554(stack, build):
+    with pytest.raises(smtplib.SMTPDataError) as info:
+        stack.deliver(f"x@{REMOTE}", [CAROL], build.plain_message(f"x@{REMOTE}", CAROL))
+    assert (info.value.smtp_code, info.value.smtp_error) == (
+        554,
+        b"5.7.1 No DKIM signature found",
+    )
+    assert "reject 554 5.7.1: no DKIM signature" in stack.log()
+
+
+def test_port_25_null_sender_bounce_lookalike_is_not_internal(stack):
+    fake = (
+        b"From: MAILER-DAEMON@chat.example (Mail Delivery System)\r\nTo: <" + CAROL.encode() + b">"
+        b"\r\nSubject: Undelivered Mail\r\nAuto-Submitted: auto-replied\r\n\r\nhi\r\n"
+    )
+    with pytest.raises(smtplib.SMTPDataError) as info:
+        stack.deliver("", [CAROL], fake)
+    assert info.value.smtp_code == 554
+
+
+def test_incoming_signed_by_the_from_domain_is_delivered_unchanged(stack, build):
+    from chatmail_services.milter.dkimsign import Signer
+
+    remote = Signer("remote", REMOTE, session_dkim_key())
+    # Date and Message-ID present: Postfix would add them, and an added Date breaks any
+    # signature that over-signs it (as ours and OpenDKIM's do)
+    plain = build.plain_message(f"x@{REMOTE}", CAROL, extra=REMOTE_HEADERS)
+    data = b"DKIM-Signature:" + remote.sign(plain).replace(b"\n", b"\r\n") + b"\r\n" + plain
+    before = stack.count(CAROL)
+    stack.deliver(f"x@{REMOTE}", [CAROL], data)
+    delivered = stack.delivered(CAROL, before + 1)[-1]
+    [tags] = signatures(delivered)  # only the sender's: incoming mail is not signed by us
+    assert tags[b"d"] == REMOTE.encode()
+    tampered = data.replace(b"\r\nhi\r\n", b"\r\nho\r\n")
+    with pytest.raises(smtplib.SMTPDataError) as info:
+        stack.deliver(f"x@{REMOTE}", [CAROL], tampered)
+    assert info.value.smtp_error == b"5.7.1 No valid DKIM signature found"
+
+
+def test_header_fields_reach_the_verifier_byte_exact(stack, build):
+    """simple/simple canonicalization: any change of spacing or folding breaks the signature,
+    so this passes only if the milter rebuilds the header fields exactly (P_HDR_LEADSPC)."""
+    plain = build.plain_message(
+        f"x@{REMOTE}", CAROL, extra=REMOTE_HEADERS + "X-Space:  two\r\nX-None:none\r\n"
+    )
+    field = dkim.sign(
+        plain,
+        b"remote",
+        REMOTE.encode(),
+        session_dkim_key(),
+        canonicalize=(b"simple", b"simple"),
+        include_headers=[b"from", b"to", b"subject", b"date", b"x-folded", b"x-space", b"x-none"],
+    )
+    before = stack.count(CAROL)
+    stack.deliver(f"x@{REMOTE}", [CAROL], field + plain)
+    assert len(stack.delivered(CAROL, before + 1)) == before + 1
+
+
+def test_key_lookup_failure_is_a_temporary_failure(stack, build):
+    from chatmail_services.milter.dkimsign import Signer
+
+    unknown = Signer("remote", "nozone.example", session_dkim_key())  # nsd: REFUSED
+    sender = "x@nozone.example"
+    plain = build.plain_message(sender, CAROL)
+    data = b"DKIM-Signature:" + unknown.sign(plain).replace(b"\n", b"\r\n") + b"\r\n" + plain
+    with pytest.raises(smtplib.SMTPDataError) as info:
+        stack.deliver(sender, [CAROL], data)
+    assert info.value.smtp_code == 451
+    assert info.value.smtp_error.startswith(b"4.7.5 ")
+
+
+def test_mail_posted_with_sendmail_is_not_treated_as_internal(stack):
+    """pickup hands mail to its own cleanup service, without the chatmail-internal name."""
+    message = (
+        b"From: MAILER-DAEMON@chat.example\r\nTo: <" + CAROL.encode() + b">\r\n"
+        b"Subject: posted locally\r\n\r\ncleartext\r\n"
+    )
+    before = stack.log().count("reject 554 5.7.1")
+    result = subprocess.run(
+        ["sendmail", "-C", str(stack.postfix.dir), "-f", "", "-i", CAROL],
+        input=message,
+        capture_output=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    deadline = time.monotonic() + 30
+    while stack.log().count("reject 554 5.7.1") == before and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert stack.log().count("reject 554 5.7.1") == before + 1, stack.postfix.log_text()[-2000:]
