@@ -2,7 +2,8 @@
 
 Started by scripts/relay.sh (which installs everything first). Postfix and Dovecot get their
 configurations rendered from docs/templates/; the three services run under socket activation
-as their units describe; all state lives under --state.
+as their units describe; all state lives under --state, the relay's DKIM key too (made on the
+first start, kept afterwards).
 """
 
 from __future__ import annotations
@@ -15,7 +16,22 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
+from chatmail_services.dnszone.records import Record
+from chatmail_services.dnszone.zonefile import rdata_text
 from harness.relay import LocalRelay, Ports
+
+
+def dkim_instructions(relay: LocalRelay) -> str:
+    """The DKIM key the relay signs with, as the TXT record other relays look up."""
+    name, value = relay.dkim_record()
+    return "\n".join(
+        [
+            f"DKIM: outgoing mail is signed with {relay.dkim_key} (selector "
+            f"{relay.config.dkim.selector}); other relays accept it once DNS has this record:",
+            f"  {name} TXT {rdata_text(Record(name, 'TXT', value, True))}",
+            f"  (all records: chatmail-dns --config {relay.config_path})",
+        ]
+    )
 
 
 def client_instructions(relay: LocalRelay) -> str:
@@ -27,6 +43,8 @@ def client_instructions(relay: LocalRelay) -> str:
             relay.describe(),
             "",
             f"mail domain: {relay.config.chatmail.mail_domain}",
+            dkim_instructions(relay),
+            "",
             f"new account (created on its first login): {addr}  password: {password}",
             "",
             "Delta Chat: New profile > Use other server > Log in with an existing address;",

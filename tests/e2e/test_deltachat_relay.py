@@ -17,6 +17,7 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
+from harness.messages import dkim_verifies, signature_domains
 
 pytestmark = pytest.mark.e2e
 
@@ -148,8 +149,12 @@ def test_secure_join_and_encrypted_chat_both_ways(relay, pair, observer):
     assert wait_until(lambda: len(copies_from(alice_cred["email"])) >= 2)
     assert wait_until(lambda: len(copies_from(bob_cred["email"])) >= 2)
     seen_vc_request = False
+    key = dict([relay.dkim_record()])
     for data in copies_from(alice_cred["email"]) + copies_from(bob_cred["email"]):
         headers = data.split(b"\n\n", 1)[0]
+        # Everything a user submits leaves signed by the relay (here it stays local).
+        assert signature_domains(data) == [relay.domain], headers
+        assert dkim_verifies(data, key), headers
         if b"Secure-Join: vc-request" in headers:
             seen_vc_request = True
             continue
@@ -172,18 +177,32 @@ def test_cleartext_with_own_login_gets_523(relay, pair):
     assert "Encryption Needed" in text
 
 
-def test_cleartext_from_outside_on_port_25_gets_523(relay, pair):
-    (_, alice), _ = pair
+def port_25_data_error(relay, sender: str, rcpt: str) -> smtplib.SMTPDataError:
+    """Send unsigned cleartext from sender to rcpt on port 25; the refusal at DATA."""
     with (
         smtplib.SMTP("127.0.0.1", relay.postfix.smtp_port, timeout=60) as smtp,
         pytest.raises(smtplib.SMTPDataError) as info,
     ):
-        smtp.sendmail(
-            "someone@elsewhere.example",
-            [alice["email"]],
-            cleartext("someone@elsewhere.example", alice["email"]),
-        )
-    assert info.value.smtp_code == 523
+        smtp.sendmail(sender, [rcpt], cleartext(sender, rcpt))
+    return info.value
+
+
+def test_unsigned_cleartext_from_outside_on_port_25_gets_554_no_dkim_signature(relay, pair):
+    """Incoming mail needs a DKIM signature of its From domain before anything else: unsigned
+    mail is refused with 554 before the encryption check could answer 523. (Validly signed
+    cleartext gets the 523: tests/federation/test_outside_server.py.)"""
+    (_, alice), _ = pair
+    error = port_25_data_error(relay, "someone@elsewhere.example", alice["email"])
+    assert (error.smtp_code, error.smtp_error) == (554, b"5.7.1 No DKIM signature found")
+
+
+def test_cleartext_from_an_address_literal_on_port_25_gets_523(relay, pair):
+    """A From address literal (a server without a domain) is exempt from DKIM, so the
+    encryption policy still refuses its cleartext with 523."""
+    (_, alice), _ = pair
+    error = port_25_data_error(relay, "someone@[192.0.2.1]", alice["email"])
+    assert error.smtp_code == 523, error
+    assert b"Encryption Needed" in error.smtp_error
 
 
 def test_from_header_not_matching_login_is_refused(relay, pair):

@@ -40,10 +40,18 @@ class Dovecot:
         sasl_socket: Path | None = None,
         imap_port: int | None = None,
         imaps_port: int | None = None,
+        address: str = "127.0.0.1",
+        tls: tuple[Path, Path] | None = None,
     ) -> None:
+        """`address`: the loopback address IMAP listens on; `tls`: (cert, key), by default a
+        self-signed certificate for the mail domain."""
         if (auth_socket is None) == (passwd_file is None):
             raise ValueError("give exactly one of auth_socket and passwd_file")
+        if not address.startswith("127."):
+            raise ValueError(f"test servers listen on loopback only, not {address}")
         self.root = Path(root)
+        self.address = address
+        self._tls = tls
         self.config = config
         self.auth_socket = auth_socket
         self.passwd_file = passwd_file
@@ -51,8 +59,8 @@ class Dovecot:
         self.base_dir = self.dir / "run"
         self.lmtp_socket = lmtp_socket or self.dir / "lmtp"
         self.sasl_socket = sasl_socket or self.dir / "auth"
-        self.imap_port = imap_port or free_port()
-        self.imaps_port = imaps_port or free_port()
+        self.imap_port = imap_port or free_port(address)
+        self.imaps_port = imaps_port or free_port(address)
         self.log_path = self.dir / "dovecot.log"
         self.conf = self.dir / "dovecot.conf"
         self._write_config()
@@ -61,11 +69,11 @@ class Dovecot:
         for directory in (self.dir, self.base_dir, self.dir / "state"):
             directory.mkdir(parents=True, exist_ok=True)
         domain = self.config.chatmail.mail_domain
-        cert, key = self_signed_cert(self.root, domain)
+        cert, key = self._tls or self_signed_cert(self.root, domain)
         uid, gid = mail_ids()
         dict_conf = self.dir / "chatmail-auth.conf.ext"
         values = {
-            "listen": "127.0.0.1",
+            "listen": self.address,
             "base_dir": self.base_dir,
             "state_dir": self.dir / "state",
             "log_path": self.log_path,
@@ -114,8 +122,8 @@ class Dovecot:
             )
         if result.returncode != 0:
             raise RuntimeError(f"dovecot failed to start:\n{self.output()}")
-        wait_for_tcp(self.imap_port)
-        wait_for_tcp(self.imaps_port)
+        wait_for_tcp(self.imap_port, host=self.address)
+        wait_for_tcp(self.imaps_port, host=self.address)
         wait_for_unix(self.lmtp_socket)
         return self
 

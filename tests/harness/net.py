@@ -7,23 +7,23 @@ import time
 from pathlib import Path
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port on host (a loopback address) that was free a moment ago."""
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((host, 0))
         return sock.getsockname()[1]
 
 
-def wait_for_tcp(port: int, timeout: float = 15.0) -> None:
-    """Wait until something accepts connections on 127.0.0.1:port."""
+def wait_for_tcp(port: int, timeout: float = 15.0, host: str = "127.0.0.1") -> None:
+    """Wait until something accepts connections on host:port."""
     deadline = time.monotonic() + timeout
     while True:
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
+            with socket.create_connection((host, port), timeout=1):
                 return
         except OSError:
             if time.monotonic() > deadline:
-                raise TimeoutError(f"nothing listens on 127.0.0.1:{port}") from None
+                raise TimeoutError(f"nothing listens on {host}:{port}") from None
             time.sleep(0.05)
 
 

@@ -1,8 +1,14 @@
 """A complete chatmail relay on loopback: Postfix, Dovecot and the three services.
 
-Used by scripts/relay.sh, the end-to-end tests and bench/relay. The services run exactly as
-their units in systemd-units/ describe (ExecStart, socket path, owner and mode, user), with
-paths moved under one state root and the production mail user replaced by the test one.
+Used by scripts/relay.sh, the end-to-end tests, the federation tests and bench/relay. The
+services run exactly as their units in systemd-units/ describe (ExecStart, socket path, owner
+and mode, user), with paths moved under one state root and the production mail user replaced by
+the test one. Each relay has its own DKIM key in its state root, so its milter signs.
+
+A single relay lives on 127.0.0.1 with free ports. Several relays side by side (tests/federation,
+docs/testing.md) each get their own loopback address with the standard ports, a certificate from
+a shared test CA (trusted for verified outgoing TLS), and a test nameserver for Postfix's MX
+look-ups and the milter's DKIM key look-ups.
 """
 
 from __future__ import annotations
@@ -15,6 +21,9 @@ import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
+from chatmail_services.dnszone.records import config_records
+
+from chatmail_services import dkimkey
 from chatmail_services.config import Config
 
 from . import MAIL_USER, VENV_BIN
@@ -23,6 +32,8 @@ from .dovecot import Dovecot
 from .fixtures import stack_config
 from .net import wait_for_unix
 from .postfix import Postfix
+from .render import SYSTEM_CA_FILE
+from .tls import TestCA
 from .units import UNITS_DIR, exec_start, read_unit, unit_value
 
 PRODUCTION_MAIL_USER = "vmail"
@@ -39,6 +50,10 @@ class Ports:
     imaps: int | None = None
 
 
+# A relay on its own loopback address listens where a real one does.
+STANDARD_PORTS = Ports(smtp=25, submission=587, smtps=465, imap=143, imaps=993)
+
+
 class LocalRelay:
     """Everything a chatmail relay runs, under one state directory on loopback."""
 
@@ -51,22 +66,41 @@ class LocalRelay:
         config_sections: dict[str, dict[str, object]] | None = None,
         milter: bool = True,
         postfix_settings: dict[str, str] | None = None,
+        address: str = "127.0.0.1",
+        nameserver: tuple[str, int] | None = None,
+        ca: TestCA | None = None,
     ) -> None:
-        ports = ports or Ports()
+        """`address`: the loopback address of all its servers (not 127.0.0.1: standard ports
+        unless `ports` says otherwise); `nameserver`: (ip, 53) of the test DNS server that
+        Postfix and the milter ask; `ca`: issues the relay's certificate, and outgoing TLS
+        trusts it (instead of the system's CAs)."""
+        if nameserver is not None and nameserver[1] != 53:
+            raise ValueError("Postfix's resolver asks port 53 only")
+        if ports is None:
+            ports = Ports() if address == "127.0.0.1" else STANDARD_PORTS
         self.root = Path(root)
+        self.address = address
         (self.root / "run").mkdir(parents=True, exist_ok=True)
         self.root.joinpath("run").chmod(0o755)
         self.auth_socket = self.root / "run" / "auth.sock"
         sections: dict[str, dict[str, object]] = {
             "chatmail": {"mail_domain": domain},
             "auth": {"socket": self.auth_socket},
+            "dkim": {"key_file": self.root / "dkim" / "chatmail.private"},
+            "dns": {"ipv4": address},  # the A record chatmail-dns prints
         }
+        if nameserver is not None:
+            sections["dkim"]["resolver"] = f"{nameserver[0]}:{nameserver[1]}"
         for name, values in (config_sections or {}).items():
             sections.setdefault(name, {}).update(values)
         self.config: Config = stack_config(self.root, **sections)
         self.config_path = Path(self.config.path)
+        self.dkim_key = Path(self.config.dkim.key_file)
+        if not self.dkim_key.exists():
+            dkimkey.generate_key(self.dkim_key, owner=MAIL_USER)
         self.logs = self.root / "logs"
         self.logs.mkdir(exist_ok=True)
+        tls = ca.issue(self.root, domain) if ca else None
         self.postfix = Postfix(
             self.root,
             self.config,
@@ -75,6 +109,10 @@ class LocalRelay:
             submission_port=ports.submission,
             smtps_port=ports.smtps,
             settings=postfix_settings,
+            address=address,
+            nameserver=nameserver[0] if nameserver else None,
+            tls=tls,
+            tls_ca_file=ca.cert if ca else SYSTEM_CA_FILE,
         )
         self.dovecot = Dovecot(
             self.root,
@@ -84,6 +122,8 @@ class LocalRelay:
             sasl_socket=self.postfix.sasl_socket,
             imap_port=ports.imap,
             imaps_port=ports.imaps,
+            address=address,
+            tls=tls,
         )
         self._socket_paths = {
             "/run/chatmail/auth.sock": self.auth_socket,
@@ -91,6 +131,29 @@ class LocalRelay:
         }
         self.auth = self._service("chatmail-auth")
         self.milter = self._service("chatmail-milter") if milter else None
+
+    @property
+    def domain(self) -> str:
+        return self.config.chatmail.mail_domain
+
+    def dkim_record(self) -> tuple[str, str]:
+        """(name, TXT value) of the relay's DKIM key, as `chatmail-dns` prints it."""
+        (record,) = [
+            r for r in config_records(self.config) if r.rtype == "TXT" and "._domainkey." in r.name
+        ]
+        return record.name, record.value
+
+    def zone_text(self) -> str:
+        """The relay's DNS records exactly as `chatmail-dns` prints them from its config."""
+        result = subprocess.run(
+            [str(VENV_BIN / "chatmail-dns"), "--config", str(self.config_path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"chatmail-dns failed: {result.stderr}")
+        return result.stdout
 
     # -- services as their units describe them --
 
@@ -193,10 +256,10 @@ class LocalRelay:
         return {
             "addr": addr,
             "password": password,
-            "imapServer": "127.0.0.1",
+            "imapServer": self.address,
             "imapPort": self.dovecot.imaps_port,
             "imapSecurity": "ssl",
-            "smtpServer": "127.0.0.1",
+            "smtpServer": self.address,
             "smtpPort": self.postfix.smtps_port,
             "smtpSecurity": "ssl",
             "certificateChecks": "acceptInvalidCertificates",
@@ -208,10 +271,10 @@ class LocalRelay:
             {
                 "p": password,
                 "v": "1",
-                "ih": "127.0.0.1",
+                "ih": self.address,
                 "ip": self.dovecot.imaps_port,
                 "is": "ssl",
-                "sh": "127.0.0.1",
+                "sh": self.address,
                 "sp": self.postfix.smtps_port,
                 "ss": "ssl",
                 "ic": "3",  # accept the self-signed certificate
@@ -221,14 +284,14 @@ class LocalRelay:
 
     def describe(self) -> str:
         """How a client connects, for people."""
-        domain = self.config.chatmail.mail_domain
+        domain, host = self.domain, self.address
         imap, smtp = self.dovecot, self.postfix
         return "\n".join(
             [
                 f"chatmail relay for {domain} is up (state in {self.root})",
-                f"  IMAP  127.0.0.1:{imap.imaps_port} (TLS), 127.0.0.1:{imap.imap_port} (STARTTLS)",
-                f"  SMTP  127.0.0.1:{smtp.smtps_port} (TLS), "
-                f"127.0.0.1:{smtp.submission_port} (STARTTLS), incoming 127.0.0.1:{smtp.smtp_port}",
+                f"  IMAP  {host}:{imap.imaps_port} (TLS), {host}:{imap.imap_port} (STARTTLS)",
+                f"  SMTP  {host}:{smtp.smtps_port} (TLS), {host}:{smtp.submission_port} "
+                f"(STARTTLS), incoming {host}:{smtp.smtp_port}",
             ]
         )
 

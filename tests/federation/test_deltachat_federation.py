@@ -1,0 +1,94 @@
+"""Real Delta Chat accounts on two relays: Secure-Join and chat across relays.
+
+alice lives on alpha.test, bob on beta.test; one deltachat-rpc-server holds both. Mail between
+them goes alpha's Postfix -> DNS (MX) -> beta's port 25 over verified TLS, signed by the
+sending relay's milter and verified by the receiving one. Each relay copies what it receives
+to its observer account (always_bcc), whose Maildir shows what was delivered.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from harness.federation import home, observer
+from harness.maillog import milter_verified
+from harness.messages import dkim_verifies, maildir_files, signature_domains, wait_until
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def pair(federation, deltachat):
+    """alice on alpha, bob on beta: Delta Chat accounts made by their first logins."""
+    accounts = []
+    for relay in federation.relays:
+        credentials = relay.new_credentials()
+        account = deltachat.add_account()
+        account.add_or_update_transport(
+            relay.deltachat_transport(credentials["email"], credentials["password"])
+        )
+        account.bring_online()
+        accounts.append((account, credentials["email"]))
+    return accounts
+
+
+def received_from(relay, sender: str) -> list[bytes]:
+    """What the relay delivered from `sender` (the observer's copies), oldest first."""
+    needle = f"From: <{sender}>".encode()
+    found = []
+    for path in maildir_files(home(relay, observer(relay))):
+        data = path.read_bytes()
+        if needle in data.split(b"\n\n", 1)[0]:
+            found.append(data)
+    return found
+
+
+def message_id(data: bytes) -> str:
+    match = re.search(rb"^Message-ID:\s*<([^>]+)>", data, re.IGNORECASE | re.MULTILINE)
+    assert match, data[:300]
+    return match.group(1).decode()
+
+
+def test_secure_join_and_chat_across_relays_signed_verified_and_encrypted(federation, pair):
+    (alice, alice_addr), (bob, bob_addr) = pair
+    bob.secure_join(alice.get_qr_code())
+    alice.wait_for_securejoin_inviter_success()
+    bob.wait_for_securejoin_joiner_success()
+
+    bob.create_chat(alice).send_text("hello alice, from beta")
+    assert alice.wait_for_incoming_msg().get_snapshot().text == "hello alice, from beta"
+    alice.create_chat(bob).send_text("hello bob, from alpha")
+    assert bob.wait_for_incoming_msg().get_snapshot().text == "hello bob, from alpha"
+
+    records = federation.key_records()
+    for sender, sending, receiving in (
+        (alice_addr, federation.alpha, federation.beta),
+        (bob_addr, federation.beta, federation.alpha),
+    ):
+        # The join takes two messages each way, the chat one more.
+        delivered = wait_until(lambda r=receiving, s=sender: len(received_from(r, s)) >= 3)
+        assert delivered, f"{receiving.domain} stored too little from {sender}"
+        for data in received_from(receiving, sender):
+            head = data.split(b"\n\n", 1)[0]
+            assert b"Content-Type: multipart/encrypted" in head, head
+            assert b"-----BEGIN PGP MESSAGE-----" in data
+            assert b"hello" not in data
+            # Signed by the sending relay, and the signature holds in the stored file ...
+            assert signature_domains(data) == [sending.domain], head
+            assert dkim_verifies(data, records), head
+            # ... and the receiving relay's milter checked it before accepting.
+            assert milter_verified(receiving, message_id(data)), message_id(data)
+
+
+def test_outgoing_tls_between_relays_is_verified(federation, pair):
+    """Both relays sent over TLS with the peer's certificate checked (CA and MX name)."""
+    for sending, receiving in (
+        (federation.alpha, federation.beta),
+        (federation.beta, federation.alpha),
+    ):
+        log = sending.postfix.log_text()
+        established = re.findall(rf"(\w+) TLS connection established to {receiving.domain}\[", log)
+        assert established, f"{sending.domain} never sent to {receiving.domain} over TLS"
+        assert set(established) == {"Verified"}, established
+        assert f"relay={receiving.domain}[{receiving.address}]:25" in log
