@@ -77,7 +77,12 @@ def load_private_pem(path: str | os.PathLike[str]) -> bytes:
 
 def public_key_b64(path: str | os.PathLike[str]) -> str:
     """Base64 of the public key (SubjectPublicKeyInfo DER): the `p=` tag of the record."""
-    key = serialization.load_pem_private_key(load_private_pem(path), password=None)
+    return public_key_b64_of_pem(load_private_pem(path))
+
+
+def public_key_b64_of_pem(pem: bytes) -> str:
+    """`public_key_b64` of a PEM private key given as bytes."""
+    key = serialization.load_pem_private_key(pem, password=None)
     der = key.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )

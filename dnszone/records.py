@@ -55,14 +55,15 @@ def required_records(config: Config, dkim_public_b64: str) -> list[Record]:
         Record(f"_mta-sts.{domain}", "TXT", mtasts.txt_value(policy), True),
         Record(f"mta-sts.{domain}", "CNAME", domain, True),
         Record(f"www.{domain}", "CNAME", domain, True),
-        Record(
-            f"{config.dkim.selector}._domainkey.{domain}",
-            "TXT",
-            dkimkey.dkim_record_value(dkim_public_b64),
-            True,
-        ),
+        dkim_record(config, dkim_public_b64),
     ]
     return records
+
+
+def dkim_record(config: Config, dkim_public_b64: str) -> Record:
+    """The DKIM key record `<selector>._domainkey.<domain>. TXT "v=DKIM1;k=rsa;p=..."`."""
+    name = f"{config.dkim.selector}._domainkey.{fqdn(config.chatmail.mail_domain)}"
+    return Record(name, "TXT", dkimkey.dkim_record_value(dkim_public_b64), True)
 
 
 def recommended_records(config: Config) -> list[Record]:

@@ -60,6 +60,11 @@ def rdata_text(record: Record) -> str:
     return record.value
 
 
+def record_line(record: Record, width: int = 0) -> str:
+    """One record as a zone-file line: name, type, data."""
+    return f"{record.name:<{width}} {record.rtype:<5} {rdata_text(record)}"
+
+
 def render_zone(records: Iterable[Record], title: str = "") -> str:
     """Zone-file text of `records`: required ones, then recommended, each under a heading."""
     records = list(records)
@@ -72,7 +77,7 @@ def render_zone(records: Iterable[Record], title: str = "") -> str:
         if lines:
             lines.append("")
         lines.append(f"{heading} {_HEADINGS[heading]}")
-        lines += [f"{r.name:<{width}} {r.rtype:<5} {rdata_text(r)}" for r in group]
+        lines += [record_line(r, width) for r in group]
     return "\n".join(lines) + "\n"
 
 

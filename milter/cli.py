@@ -8,6 +8,9 @@ import functools
 import logging
 import sys
 
+from chatmail_services.dnszone.records import dkim_record
+from chatmail_services.dnszone.zonefile import record_line
+
 from chatmail_services import dkimkey
 from chatmail_services.activation import inherited_sockets, notify_ready
 from chatmail_services.cli import add_config_argument, load_or_exit, log_config_warnings
@@ -21,7 +24,6 @@ from .dkimverify import Verifier, make_verifier
 
 EX_USAGE = 64
 KEY_OWNER = "vmail"  # the User= of chatmail-milter.service, which signs
-TXT_STRING_MAX = 255  # bytes in one DNS character-string
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -56,14 +58,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def txt_record(selector: str, domain: str, value: str) -> str:
-    """`<selector>._domainkey.<domain>. TXT "..." "..."`, strings of at most 255 bytes."""
-    data = value.encode("ascii")
-    chunks = [data[i : i + TXT_STRING_MAX] for i in range(0, len(data), TXT_STRING_MAX)]
-    strings = " ".join(f'"{chunk.decode()}"' for chunk in chunks)
-    return f"{selector}._domainkey.{domain}. TXT {strings}"
-
-
 def keygen_command(config: Config, args: argparse.Namespace) -> int:
     """Create the key (refusing to replace one) and print the record to publish."""
     try:
@@ -74,8 +68,7 @@ def keygen_command(config: Config, args: argparse.Namespace) -> int:
         print(f"chatmail-milter: {reason}", file=sys.stderr)
         return 1
     print(f"created {config.dkim.key_file} (owner {args.owner}); publish:", file=sys.stderr)
-    value = dkimkey.dkim_record_value(public)
-    print(txt_record(config.dkim.selector, config.chatmail.mail_domain, value))
+    print(record_line(dkim_record(config, public)))
     return 0
 
 

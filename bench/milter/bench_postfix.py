@@ -45,6 +45,7 @@ from harness import MAIL_USER, VENV_BIN, stack_dir  # noqa: E402
 from harness.activation import ActivatedService  # noqa: E402
 from harness.dovecot import Dovecot  # noqa: E402
 from harness.fixtures import stack_config  # noqa: E402
+from harness.messages import dkim_sign  # noqa: E402
 from harness.nameserver import NameServer  # noqa: E402
 from harness.postfix import Postfix  # noqa: E402
 
@@ -56,8 +57,6 @@ PASSWORD = "benchmark-password"
 SENDER_DOMAIN = "sender.test"
 SELECTOR = "chatmail"
 NAMESERVER = ("127.53.0.1", 53)
-SIGNED_HEADERS = [b"from", b"to", b"date", b"message-id", b"subject", b"mime-version",
-                  b"content-type"]  # fmt: skip
 
 
 def user(index: int, domain: str = "chat.example") -> str:
@@ -74,17 +73,7 @@ def client(args: tuple[str, int, int, int, int, bytes | None]) -> list[float]:
     sender = user(index) if mode == "submission" else user(index, SENDER_DOMAIN)
     body = messages.full_message(sender, size)
     if sender_key is not None:
-        import dkim
-
-        signature = dkim.sign(
-            body,
-            SELECTOR.encode(),
-            SENDER_DOMAIN.encode(),
-            sender_key,
-            canonicalize=(b"relaxed", b"simple"),
-            include_headers=SIGNED_HEADERS,
-        )
-        body = signature + body
+        body = dkim_sign(body, SENDER_DOMAIN, SELECTOR, sender_key)
     times = []
     if mode == "submission":
         smtp = smtplib.SMTP("127.0.0.1", port, timeout=120)

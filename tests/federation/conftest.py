@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Iterator
 
 import pytest
-from deltachat_rpc_client import DeltaChat, Rpc
-from harness import VENV_BIN, stack_dir
+from deltachat_rpc_client import DeltaChat
+from harness import stack_dir
+from harness.deltachat import deltachat_core
 from harness.federation import Federation, build, start, stop
 
 
@@ -34,11 +34,5 @@ def federation(request: pytest.FixtureRequest) -> Iterator[Federation]:
 @pytest.fixture(scope="package")
 def deltachat(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DeltaChat]:
     """The real Delta Chat core (deltachat-rpc-server from PyPI), holding accounts of both."""
-    accounts_dir = tmp_path_factory.mktemp("deltachat")
-    env = {**os.environ, "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}"}
-    with Rpc(
-        accounts_dir=str(accounts_dir / "accounts"),
-        rpc_server_path=str(VENV_BIN / "deltachat-rpc-server"),
-        env=env,
-    ) as rpc:
-        yield DeltaChat(rpc)
+    with deltachat_core(tmp_path_factory.mktemp("deltachat") / "accounts") as core:
+        yield core

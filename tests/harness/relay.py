@@ -21,7 +21,7 @@ import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
-from chatmail_services.dnszone.records import config_records
+from chatmail_services.dnszone.records import dkim_record
 
 from chatmail_services import dkimkey
 from chatmail_services.config import Config
@@ -138,9 +138,7 @@ class LocalRelay:
 
     def dkim_record(self) -> tuple[str, str]:
         """(name, TXT value) of the relay's DKIM key, as `chatmail-dns` prints it."""
-        (record,) = [
-            r for r in config_records(self.config) if r.rtype == "TXT" and "._domainkey." in r.name
-        ]
+        record = dkim_record(self.config, dkimkey.public_key_b64(self.config.dkim.key_file))
         return record.name, record.value
 
     def zone_text(self) -> str:

@@ -460,7 +460,7 @@ def test_dkim_keygen_creates_the_key_and_prints_the_record(make_config, tmp_path
     assert stat.st_uid == pwd.getpwnam(MAIL_USER).pw_uid
     line = result.stdout.strip()
     assert line.startswith("sel2026._domainkey.chat.example. TXT ")
-    strings = line.split(" TXT ", 1)[1]
+    strings = line.split(" TXT ", 1)[1].strip()
     parts = [p.strip('"') for p in strings.split('" "')]
     assert all(len(p) <= 255 for p in parts) and len(parts) >= 2
     assert "".join(parts) == record(key.read_bytes()).decode()

@@ -9,35 +9,24 @@ needs a valid signature of its From domain; mail posted with sendmail is not "in
 
 from __future__ import annotations
 
-import base64
-import os
 import shutil
 import smtplib
-import ssl
 import subprocess
 import time
 from pathlib import Path
 
 import dkim
 import pytest
-from chatmail_services.milter.cli import txt_record
-from cryptography.hazmat.primitives import serialization
-from harness import MAIL_USER, VENV_BIN, mail_ids
-from harness.activation import ActivatedService
-from harness.dovecot import Dovecot
-from harness.fixtures import session_dkim_key, stack_config
+from chatmail_services.dnszone.records import Record
+from chatmail_services.dnszone.zonefile import record_line
+from harness.fixtures import session_dkim_key
+from harness.milterstack import ALICE, BOB, CAROL, DOMAIN, MilterStack
 from harness.nameserver import NameServer
-from harness.postfix import Postfix
 
 from chatmail_services import dkimkey
 
 pytestmark = pytest.mark.stack
 
-DOMAIN = "chat.example"
-ALICE = f"alice1234@{DOMAIN}"
-BOB = f"bob123456@{DOMAIN}"
-CAROL = f"carol1234@{DOMAIN}"  # does not enforce encryption: cleartext may reach her
-PASSWORD = "password-of-test"
 NS_ADDRESS = "127.53.9.2"
 REMOTE = "other.example"
 NOBODY = f"nobody123@{DOMAIN}"  # no such account: Dovecot's LMTP refuses it, Postfix bounces
@@ -45,16 +34,13 @@ NOBODY = f"nobody123@{DOMAIN}"  # no such account: Dovecot's LMTP refuses it, Po
 
 def key_record() -> str:
     """The TXT value of the session's test key (the key write_test_config installs)."""
-    key = serialization.load_pem_private_key(session_dkim_key(), password=None)
-    der = key.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return dkimkey.dkim_record_value(base64.b64encode(der).decode())
+    return dkimkey.dkim_record_value(dkimkey.public_key_b64_of_pem(session_dkim_key()))
 
 
 def zone_line(selector: str, domain: str) -> str:
     """The record as `chatmail-milter dkim-keygen` prints it (strings of <= 255 bytes)."""
-    return txt_record(selector, domain, key_record()) + "\n"
+    name = f"{selector}._domainkey.{domain}."
+    return record_line(Record(name, "TXT", key_record(), True)) + "\n"
 
 
 def dnsfunc(name: bytes, timeout: float = 5) -> bytes:
@@ -63,78 +49,16 @@ def dnsfunc(name: bytes, timeout: float = 5) -> bytes:
     return key_record().encode()
 
 
-class Stack:
+class Stack(MilterStack):
+    """The milter stack with nsd serving the key records and DKIM verification on."""
+
     def __init__(self, root: Path) -> None:
-        self.root = root
         self.ns = NameServer(
             root,
             NS_ADDRESS,
             {DOMAIN: zone_line("chatmail", DOMAIN), REMOTE: zone_line("remote", REMOTE)},
         )
-        self.config = stack_config(
-            root, dkim={"resolver": f"{NS_ADDRESS}:{self.ns.port}", "dns_timeout": 3}
-        )
-        self.mailboxes = Path(self.config.chatmail.mailboxes_dir)
-        uid, gid = mail_ids()
-        for address in (ALICE, BOB, CAROL):
-            home = self.mailboxes / address
-            home.mkdir()
-            if address != CAROL:
-                (home / "enforceE2EEincoming").touch()
-            for path in (home, *home.iterdir()):
-                os.chown(path, uid, gid)
-        passwd = root / "passwd"
-        passwd.write_text("".join(f"{a}:{{PLAIN}}{PASSWORD}\n" for a in (ALICE, BOB, CAROL)))
-        self.socket = Path(self.config.milter.socket)
-        self.postfix = Postfix(root, self.config, milter_socket=self.socket)
-        self.dovecot = Dovecot(
-            root,
-            self.config,
-            passwd_file=passwd,
-            lmtp_socket=self.postfix.lmtp_socket,
-            sasl_socket=self.postfix.sasl_socket,
-        )
-        self.milter_log = self.root / "milter.log"
-        self.milter = ActivatedService(
-            [str(VENV_BIN / "chatmail-milter"), "serve"],
-            self.socket,
-            log_path=self.milter_log,
-            mode=0o660,
-            user=MAIL_USER,
-            socket_user=MAIL_USER,
-            group="postfix",
-            env={"CHATMAIL_CONFIG": self.config.path},
-            cwd=self.root,
-        )
-
-    def count(self, address: str) -> int:
-        return len(list((self.mailboxes / address / "new").glob("*")))
-
-    def delivered(self, address: str, count: int, timeout: float = 30) -> list[bytes]:
-        new = self.mailboxes / address / "new"
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            files = sorted(new.glob("*"), key=lambda p: p.stat().st_mtime) if new.is_dir() else []
-            if len(files) >= count:
-                return [f.read_bytes() for f in files]
-            time.sleep(0.1)
-        raise AssertionError(
-            f"fewer than {count} messages\n{self.postfix.log_text()[-3000:]}\n{self.log()}"
-        )
-
-    def log(self) -> str:
-        return self.milter_log.read_text(errors="replace") if self.milter_log.exists() else ""
-
-    def submit(self, sender: str, rcpts: list[str], data: bytes) -> None:
-        context = ssl._create_unverified_context()
-        with smtplib.SMTP("127.0.0.1", self.postfix.submission_port, timeout=60) as smtp:
-            smtp.starttls(context=context)
-            smtp.login(sender, PASSWORD)
-            smtp.sendmail(sender, rcpts, data)
-
-    def deliver(self, sender: str, rcpts: list[str], data: bytes) -> None:
-        with smtplib.SMTP("127.0.0.1", self.postfix.smtp_port, timeout=60) as smtp:
-            smtp.sendmail(sender, rcpts, data)
+        super().__init__(root, dkim={"resolver": f"{NS_ADDRESS}:{self.ns.port}", "dns_timeout": 3})
 
 
 @pytest.fixture(scope="module")

@@ -7,92 +7,14 @@ The milter runs as its unit describes: the socket held by the harness like a .so
 
 from __future__ import annotations
 
-import os
 import smtplib
-import ssl
 import threading
 import time
-from pathlib import Path
 
 import pytest
-from harness import MAIL_USER, VENV_BIN, mail_ids
-from harness.activation import ActivatedService
-from harness.dovecot import Dovecot
-from harness.fixtures import stack_config
-from harness.postfix import Postfix
+from harness.milterstack import ALICE, BOB, CAROL, MilterStack
 
 pytestmark = pytest.mark.stack
-
-ALICE = "alice1234@chat.example"
-BOB = "bob123456@chat.example"
-CAROL = "carol1234@chat.example"  # an account that switched incoming enforcement off
-PASSWORD = "password-of-test"
-
-
-class Stack:
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        # These tests are about encryption: incoming DKIM is off here (test_milter_dkim_postfix.py
-        # has it on); outgoing mail is signed with the test key as in production.
-        self.config = stack_config(root, dkim={"verify": "no"})
-        self.mailboxes = Path(self.config.chatmail.mailboxes_dir)
-        uid, gid = mail_ids()
-        for address in (ALICE, BOB, CAROL):
-            home = self.mailboxes / address
-            home.mkdir()
-            if address != CAROL:
-                (home / "enforceE2EEincoming").touch()
-            for path in (home, *home.iterdir()):
-                os.chown(path, uid, gid)
-        passwd = root / "passwd"
-        passwd.write_text("".join(f"{a}:{{PLAIN}}{PASSWORD}\n" for a in (ALICE, BOB, CAROL)))
-        self.socket = Path(self.config.milter.socket)
-        self.postfix = Postfix(root, self.config, milter_socket=self.socket)
-        self.dovecot = Dovecot(
-            root,
-            self.config,
-            passwd_file=passwd,
-            lmtp_socket=self.postfix.lmtp_socket,
-            sasl_socket=self.postfix.sasl_socket,
-        )
-        self.milter = self.new_milter()
-
-    def new_milter(self) -> ActivatedService:
-        """The service as systemd-units/chatmail-milter.{socket,service} describe it."""
-        return ActivatedService(
-            [str(VENV_BIN / "chatmail-milter"), "serve"],
-            self.socket,
-            log_path=self.root / "milter.log",
-            mode=0o660,
-            user=MAIL_USER,
-            socket_user=MAIL_USER,
-            group="postfix",
-            env={"CHATMAIL_CONFIG": self.config.path},
-            cwd=self.root,
-        )
-
-    def delivered(self, address: str, count: int, timeout: float = 20) -> list[bytes]:
-        new = self.mailboxes / address / "new"
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            files = sorted(new.glob("*")) if new.is_dir() else []
-            if len(files) >= count:
-                return [f.read_bytes() for f in files]
-            time.sleep(0.1)
-        raise AssertionError(
-            f"{address}: fewer than {count} messages\n{self.postfix.log_text()[-3000:]}"
-        )
-
-    def submit(self, sender: str, rcpts: list[str], data: bytes) -> None:
-        context = ssl._create_unverified_context()
-        with smtplib.SMTP("127.0.0.1", self.postfix.submission_port, timeout=60) as smtp:
-            smtp.starttls(context=context)
-            smtp.login(sender, PASSWORD)
-            smtp.sendmail(sender, rcpts, data)
-
-    def deliver(self, sender: str, rcpts: list[str], data: bytes) -> None:
-        with smtplib.SMTP("127.0.0.1", self.postfix.smtp_port, timeout=60) as smtp:
-            smtp.sendmail(sender, rcpts, data)
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +22,9 @@ def stack():
     from harness import stack_dir
 
     root = stack_dir("chatmail-milter-postfix-")
-    stack = Stack(root)
+    # These tests are about encryption: incoming DKIM is off here (test_milter_dkim_postfix.py
+    # has it on); outgoing mail is signed with the test key as in production.
+    stack = MilterStack(root, dkim={"verify": "no"})
     stack.milter.start()
     with stack.dovecot, stack.postfix:
         yield stack
