@@ -17,7 +17,7 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
-from harness.messages import dkim_verifies, signature_domains
+from harness.messages import dkim_verifies, signature_domains, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -68,15 +68,6 @@ def cleartext(sender: str, rcpt: str, subject: str = "hi") -> bytes:
     message["Subject"] = subject
     message.set_content("no encryption here")
     return message.as_bytes().replace(b"\n", b"\r\n")
-
-
-def wait_until(predicate, timeout: float = 60.0, interval: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(interval)
 
 
 @pytest.fixture(scope="module")
