@@ -7,13 +7,14 @@ import functools
 import logging
 import sys
 
-from chatmail_services.activation import inherited_sockets, notify_ready
+from chatmail_services.activation import inherited_sockets, notify_ready, notify_stopping
 from chatmail_services.cli import add_config_argument, load_or_exit, log_config_warnings
 from chatmail_services.config import Config
 from chatmail_services.logsetup import setup_logging
 
 from . import mime, policy
 from .accounts import enforcement_lookup
+from .lifecycle import run_until_signal
 
 EX_USAGE = 64
 
@@ -81,7 +82,7 @@ def connection_string(cli_socket: str | None, config: Config) -> tuple[str, list
 
 
 def serve_command(config: Config, args: argparse.Namespace) -> int:
-    """Run the milter until libmilter stops (SIGTERM/SIGINT)."""
+    """Run the milter until a stop signal (SIGTERM, SIGINT, SIGHUP) or libmilter stops."""
     import Milter
 
     from .adapter import ChatmailMilter, Service
@@ -104,8 +105,16 @@ def serve_command(config: Config, args: argparse.Namespace) -> int:
     Milter.factory = functools.partial(ChatmailMilter, service)
     log.info("listening on %s", conn)
     notify_ready()
-    try:
+
+    def stopped(signame: str) -> None:
+        notify_stopping()
+        log.info("stopped (%s)", signame)
+
+    def serve() -> None:
         Milter.runmilter("chatmail-milter", conn, config.milter.timeout, rmsock=not sockets)
+
+    try:
+        run_until_signal(serve, stopped)
     except Exception as exc:
         log.error("libmilter failed: %s", exc)
         return 1
