@@ -40,6 +40,8 @@ CLEAN_ENV = {
 }
 CGROUP_ROOTS = (Path("/sys/fs/cgroup/systemd"), Path("/sys/fs/cgroup/unified"))
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
+# a cached root unused for this long is removed when another one is built
+UNUSED_DAYS = 14
 
 
 @dataclass(frozen=True)
@@ -147,6 +149,7 @@ def root_tarball(spec: RootSpec, cache_dir: Path = CACHE_DIR) -> Path:
     with (cache_dir / ".lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if tarball.is_file():
+            os.utime(tarball)  # in use: see below
             return tarball
         with tempfile.TemporaryDirectory(dir=cache_dir, prefix=".build-") as work:
             root = Path(work) / "root"
@@ -155,9 +158,9 @@ def root_tarball(spec: RootSpec, cache_dir: Path = CACHE_DIR) -> Path:
             tar = ["tar", "--zstd", "--numeric-owner", "--xattrs", "-cf", str(partial)]
             _checked([*tar, "-C", str(root), "."], timeout=1200)
             partial.rename(tarball)
-        # earlier versions of this root are garbage now
-        for old in cache_dir.glob(f"{spec.release}-*.tar.zst"):
-            if old != tarball:
+        # roots no run has used for a while (their package lists changed) are garbage
+        for old in cache_dir.glob("*.tar.zst"):
+            if old != tarball and time.time() - old.stat().st_mtime > UNUSED_DAYS * 86400:
                 old.unlink()
     return tarball
 

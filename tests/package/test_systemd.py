@@ -9,9 +9,11 @@ the purge, which must leave only the mailboxes. Each test builds on the ones bef
 
 from __future__ import annotations
 
+import contextlib
 import re
 import secrets
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -51,12 +53,28 @@ def package_depends() -> tuple[str, ...]:
     return tuple(sorted({n for n in names if not n.startswith("$")} | {"python3"}))
 
 
-@pytest.fixture(scope="module")
-def ct(built_deb, tmp_path_factory: pytest.TempPathFactory):
-    tarball = root_tarball(RootSpec(RELEASE, download=(*package_depends(), *MAIL_STACK)))
-    with booted(tarball, tmp_path_factory.mktemp("container")) as container:
+def root_spec() -> RootSpec:
+    """The cached root of the package tests: what the package and the mail stack need, ready
+    for an offline `apt-get install`."""
+    return RootSpec(RELEASE, download=(*package_depends(), *MAIL_STACK))
+
+
+@contextlib.contextmanager
+def _with_package(built_deb, workdir: Path) -> Iterator[Container]:
+    """A booted container (the cached root with the packages' downloads) and the .deb in it.
+
+    The .deb's path inside is `container.deb`.
+    """
+    tarball = root_tarball(root_spec())
+    with booted(tarball, workdir) as container:
         container.copy_in(built_deb.deb, f"/root/{built_deb.deb.name}")
         container.deb = f"/root/{built_deb.deb.name}"
+        yield container
+
+
+@pytest.fixture(scope="module")
+def ct(built_deb, tmp_path_factory: pytest.TempPathFactory):
+    with _with_package(built_deb, tmp_path_factory.mktemp("container")) as container:
         yield container
 
 
@@ -302,6 +320,18 @@ def test_a_documented_dropin_takes_effect_after_daemon_reload(ct):
     assert ct.path(AUTH_SOCKET).is_socket()
 
 
+# -- upgrade (the same version again: prerm upgrade, postinst configure) --
+
+
+def test_reinstall_is_quiet_and_keeps_everything_running(ct):
+    output = _apt(ct, "install", "--reinstall", ct.deb)
+    assert not re.search(r"(?i)warning|failed|could not", output), output
+    for unit in ("chatmail-auth.socket", "chatmail-milter.socket", "chatmail-expire.timer"):
+        assert _active(ct, unit) == "active", unit
+    assert ct.path("/etc/chatmail/chatmail.ini").read_text() == CONFIG
+    assert ct.state() == "running", ct.run("systemctl --failed").stdout
+
+
 # -- purge --
 
 
@@ -326,3 +356,28 @@ def test_purge_leaves_only_the_mailboxes(ct):
     assert ct.run(["getent", "passwd", "vmail"]).returncode != 0
     units = ct.check(["systemctl", "list-units", "--all", "--plain", "--no-legend", "chatmail*"])
     assert units.strip() == "", units
+
+
+# -- the usual installation: the package and the mail stack in one apt-get run --
+
+
+@pytest.fixture(scope="module")
+def ct_at_once(built_deb, tmp_path_factory: pytest.TempPathFactory):
+    with _with_package(built_deb, tmp_path_factory.mktemp("container-at-once")) as container:
+        yield container
+
+
+def test_installed_together_with_the_mail_stack_every_socket_listens(ct_at_once):
+    ct = ct_at_once
+    ct.check(
+        "debconf-set-selections",
+        input="postfix postfix/main_mailer_type select Local only\n"
+        f"postfix postfix/mailname string {DOMAIN}\n",
+    )
+    # the Recommends (Postfix, Dovecot) come along, in whatever order apt configures them
+    output = _apt(ct, "install", ct.deb, "nginx")
+    assert "Could not execute systemctl" not in output, output
+    assert ct.path("/usr/sbin/postfix").exists() and ct.path("/usr/sbin/dovecot").exists()
+    for unit in ("chatmail-auth.socket", "chatmail-milter.socket", "chatmail-expire.timer"):
+        assert _active(ct, unit) == "active", unit + _journal(ct, unit)
+    assert ct.state() == "running", ct.run("systemctl --failed").stdout
