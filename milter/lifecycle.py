@@ -42,9 +42,12 @@ def run_until_signal(serve: Callable[[], None], on_stop: Callable[[str], None]) 
         logging.shutdown()
         os._exit(0)
 
-    for signum in STOP_SIGNALS:
-        signal.signal(signum, stop)
-    threading.Thread(target=target, name="libmilter", daemon=True).start()
-    finished.wait()
+    previous = {signum: signal.signal(signum, stop) for signum in STOP_SIGNALS}
+    try:
+        threading.Thread(target=target, name="libmilter", daemon=True).start()
+        finished.wait()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     if failure:
         raise failure[0]
