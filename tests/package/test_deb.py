@@ -5,7 +5,8 @@ temporary copy of the repository; the module installs the package once, the test
 order, the last one purges it, and the fixture's finaliser restores the machine even on failure.
 systemd is not PID 1 here: the services start as their installed units say, with the unit's
 ExecStart, under `systemd-socket-activate` at the unit's ListenStream path, as the unit's User,
-inside an emulation of the unit's sandbox (`debtools.sandboxed`).
+inside an emulation of the unit's sandbox (`debtools.sandboxed`). The same package under real
+systemd, in a booted Debian 12 container, is test_systemd.py.
 """
 
 from __future__ import annotations
