@@ -24,3 +24,8 @@ def inherited_sockets() -> list[socket.socket]:
 def notify_ready() -> None:
     """Tell systemd (when it is listening) that the service is ready."""
     daemon.notify("READY=1")
+
+
+def notify_stopping() -> None:
+    """Tell systemd (when it is listening) that the service is stopping."""
+    daemon.notify("STOPPING=1")

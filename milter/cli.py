@@ -12,7 +12,7 @@ from chatmail_services.dnszone.records import dkim_record
 from chatmail_services.dnszone.zonefile import record_line
 
 from chatmail_services import dkimkey
-from chatmail_services.activation import inherited_sockets, notify_ready
+from chatmail_services.activation import inherited_sockets, notify_ready, notify_stopping
 from chatmail_services.cli import add_config_argument, load_or_exit, log_config_warnings
 from chatmail_services.config import EX_CONFIG, Config
 from chatmail_services.logsetup import setup_logging
@@ -21,6 +21,7 @@ from . import mime, policy
 from .accounts import enforcement_lookup
 from .dkimsign import Signer, load_signer
 from .dkimverify import Verifier, make_verifier
+from .lifecycle import run_until_signal
 
 EX_USAGE = 64
 KEY_OWNER = "vmail"  # the User= of chatmail-milter.service, which signs
@@ -127,7 +128,7 @@ def connection_string(cli_socket: str | None, config: Config) -> tuple[str, list
 
 
 def serve_command(config: Config, args: argparse.Namespace) -> int:
-    """Run the milter until libmilter stops (SIGTERM/SIGINT)."""
+    """Run the milter until a stop signal (SIGTERM, SIGINT, SIGHUP) or libmilter stops."""
     import Milter
 
     from .adapter import ChatmailMilter, Service
@@ -155,8 +156,16 @@ def serve_command(config: Config, args: argparse.Namespace) -> int:
     Milter.set_flags(Milter.ADDHDRS | Milter.CHGFROM)  # the DKIM-Signature; the null sender
     log.info("listening on %s", conn)
     notify_ready()
-    try:
+
+    def stopped(signame: str) -> None:
+        notify_stopping()
+        log.info("stopped (%s)", signame)
+
+    def serve() -> None:
         Milter.runmilter("chatmail-milter", conn, config.milter.timeout, rmsock=not sockets)
+
+    try:
+        run_until_signal(serve, stopped)
     except Exception as exc:
         log.error("libmilter failed: %s", exc)
         return 1

@@ -28,6 +28,10 @@ DEB_PACKAGES=(
   # DKIM and DNS (the package's dependencies), the test DNS server (nsd, authoritative from
   # zone files), and a second DKIM milter the benchmark compares against
   python3-dkim python3-dnspython python3-cryptography nsd opendkim opendkim-tools
+  # the package tests boot Debian in a container with systemd as its PID 1 (debootstrap builds
+  # the root, systemd-nspawn boots it, zstd packs the cached root); --no-install-recommends
+  # below keeps libnss-mymachines out of this machine's nsswitch.conf
+  debootstrap systemd-container zstd
 )
 
 missing=()

@@ -1,0 +1,382 @@
+"""The package under real systemd: Debian 12 booted in a container, the .deb installed with apt.
+
+The module boots one container (tests/harness/container.py; its root is cached) and checks, in
+order, what an admin's installation goes through: the package without Postfix (a Recommends),
+then the mail stack, the sockets and the timer, the services started on first use inside
+their real sandboxes, their online exposure, stopping, a drop-in from docs/admin.md, and last
+the purge, which must leave only the mailboxes. Each test builds on the ones before it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import secrets
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from harness.container import Container, RootSpec, booted, root_tarball
+from package.debtools import REPO, dict_exchange, json_value, run
+from package.test_deb import MILTERTEST, _local_part
+
+pytestmark = pytest.mark.package
+
+RELEASE = "bookworm"
+MAIL_STACK = ("postfix", "dovecot-imapd", "dovecot-lmtpd", "nginx")
+SERVICES = ("chatmail-auth.service", "chatmail-milter.service", "chatmail-expire.service")
+DOMAIN = "chat.example"
+MAILBOXES = "/var/lib/chatmail/mailboxes"
+AUTH_SOCKET = "/run/chatmail/auth.sock"
+MILTER_SOCKET = "/var/spool/postfix/chatmail/milter.sock"
+TIMER_STAMP = "/var/lib/systemd/timers/stamp-chatmail-expire.timer"
+HELLO = "H3\t2\t0\t\tauth"
+CONFIG = f"""\
+[chatmail]
+mail_domain = {DOMAIN}
+
+[auth]
+# a busy test machine must not refuse account creation
+max_load_1m = 1000
+min_available_memory = 0
+min_free_disk = 0
+"""
+
+
+def package_depends() -> tuple[str, ...]:
+    """The binary package's Depends (names only) from debian/control, and python3."""
+    control = (REPO / "debian" / "control").read_text()
+    depends = re.search(r"^Depends:(.*?)^\S", control.split("\nPackage:", 1)[1], re.M | re.S)
+    assert depends, "debian/control: no Depends"
+    names = [d.split()[0] for d in depends[1].replace("\n", " ").split(",") if d.strip()]
+    return tuple(sorted({n for n in names if not n.startswith("$")} | {"python3"}))
+
+
+def root_spec() -> RootSpec:
+    """The cached root of the package tests: what the package and the mail stack need, ready
+    for an offline `apt-get install`."""
+    return RootSpec(RELEASE, download=(*package_depends(), *MAIL_STACK))
+
+
+@contextlib.contextmanager
+def _with_package(built_deb, workdir: Path) -> Iterator[Container]:
+    """A booted container (the cached root with the packages' downloads) and the .deb in it.
+
+    The .deb's path inside is `container.deb`.
+    """
+    tarball = root_tarball(root_spec())
+    with booted(tarball, workdir) as container:
+        container.copy_in(built_deb.deb, f"/root/{built_deb.deb.name}")
+        container.deb = f"/root/{built_deb.deb.name}"
+        yield container
+
+
+@pytest.fixture(scope="module")
+def ct(built_deb, tmp_path_factory: pytest.TempPathFactory):
+    with _with_package(built_deb, tmp_path_factory.mktemp("container")) as container:
+        yield container
+
+
+def _active(ct: Container, unit: str) -> str:
+    return ct.run(["systemctl", "is-active", unit]).stdout.strip()
+
+
+def _show(ct: Container, unit: str, prop: str) -> str:
+    return ct.check(["systemctl", "show", "-P", prop, unit]).strip()
+
+
+def _journal(ct: Container, unit: str) -> str:
+    return ct.run(["journalctl", "--no-pager", "-o", "cat", "-u", unit]).stdout
+
+
+def _apt(ct: Container, *args: str) -> str:
+    result = ct.run(["apt-get", "-y", "-q", *args], timeout=600)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    return output
+
+
+def test_the_container_boots_debian_12_with_systemd(ct):
+    assert ct.state() == "running", ct.run("systemctl --failed").stdout
+    assert ct.check(["cat", "/etc/debian_version"]).startswith("12.")
+    assert ct.check(["readlink", "/proc/1/exe"]).strip().endswith("/systemd")
+
+
+# -- installed without Postfix (it is only a Recommends) --
+
+
+def test_install_without_postfix_leaves_the_system_running(ct):
+    output = _apt(ct, "install", "--no-install-recommends", ct.deb)
+    ct.path("/etc/chatmail/chatmail.ini").write_text(CONFIG)
+    assert "Could not execute systemctl" not in output, output
+    assert not ct.path("/usr/sbin/postfix").exists(), "postfix got installed"
+    assert ct.state() == "running", ct.run("systemctl --failed; journalctl -b -p err").stdout
+    assert _active(ct, "chatmail-auth.socket") == "active"
+    assert _active(ct, "chatmail-expire.timer") == "active"
+    # the milter socket waits for Postfix: skipped by its condition, not failed
+    assert _active(ct, "chatmail-milter.socket") == "inactive"
+    assert _show(ct, "chatmail-milter.socket", "ConditionResult") == "no"
+    # and nothing of Postfix's was made by the package
+    assert not ct.path("/var/spool/postfix").exists()
+
+
+def test_installing_postfix_later_starts_the_milter_socket(ct):
+    # a running Postfix (loopback only); the relay's own settings are not this test's business
+    ct.check(
+        "debconf-set-selections",
+        input="postfix postfix/main_mailer_type select Local only\n"
+        f"postfix postfix/mailname string {DOMAIN}\n",
+    )
+    _apt(ct, "install", *MAIL_STACK)
+    assert _active(ct, "chatmail-milter.socket") == "active", _journal(ct, "chatmail-milter.socket")
+    stat = ct.check(["stat", "-c", "%a %U %G", MILTER_SOCKET]).split()
+    assert stat == ["660", "vmail", "postfix"]
+    assert ct.state() == "running", ct.run("systemctl --failed").stdout
+
+
+# -- the sockets and the timer, the services on first use --
+
+
+def test_sockets_and_timer_are_active_and_no_service_runs_yet(ct):
+    for unit in ("chatmail-auth.socket", "chatmail-milter.socket", "chatmail-expire.timer"):
+        assert _active(ct, unit) == "active", unit
+        assert ct.run(["systemctl", "is-enabled", unit]).stdout.strip() == "enabled"
+    for unit in SERVICES:
+        assert _active(ct, unit) == "inactive", unit
+    assert _show(ct, "chatmail-expire.timer", "NextElapseUSecRealtime")
+    stat = ct.check(["stat", "-c", "%a %U %G", AUTH_SOCKET]).split()
+    assert stat == ["660", "vmail", "vmail"]
+
+
+def test_auth_service_starts_on_the_first_lookup(ct):
+    address = f"{_local_part()}@{DOMAIN}"
+    password = secrets.token_hex(12)
+    socket = ct.path(AUTH_SOCKET)
+    assert dict_exchange(socket, [HELLO, f"Lshared/userdb/{address}\t{address}"]) == ["N"]
+    assert _active(ct, "chatmail-auth.service") == "active"
+    reply = dict_exchange(socket, [HELLO, f'Lshared/passdb/{password}"{address}\t{address}'])
+    assert json_value(reply[0])["password"].startswith("{SHA512-CRYPT}$6$")
+    stat = ct.check(["stat", "-c", "%U %a", f"{MAILBOXES}/{address}/password"]).split()
+    assert stat == ["vmail", "600"]
+
+
+def test_milter_service_starts_on_the_first_connection(ct, tmp_path):
+    sender, rcpt = f"{_local_part()}@{DOMAIN}", "someone@elsewhere.example"
+    script = tmp_path / "cleartext.lua"
+    script.write_text(MILTERTEST.format(path=ct.path(MILTER_SOCKET), sender=sender, rcpt=rcpt))
+    result = run(["miltertest", "-s", str(script)], timeout=120)
+    journal = _journal(ct, "chatmail-milter.service")
+    assert result.returncode == 0, result.stdout + result.stderr + journal
+    assert "verdict: custom reply" in result.stdout
+    assert _active(ct, "chatmail-milter.service") == "active"
+    assert "PKGTEST: reject 523 5.7.10" in journal, journal
+
+
+def test_expire_service_runs_as_the_timer_would_start_it(ct):
+    ct.check(["systemctl", "start", "chatmail-expire.service"], timeout=120)
+    assert _show(ct, "chatmail-expire.service", "Result") == "success"
+    assert _show(ct, "chatmail-expire.service", "ExecMainStatus") == "0"
+
+
+# -- the sandboxes as systemd builds them --
+
+# @ is replaced by a tag of the run (the service's journal keeps earlier runs' lines)
+PROBE = (
+    "for d in / /run /run/chatmail /run/lock /run/systemd /dev/shm /etc /var /var/lib/chatmail "
+    f"{MAILBOXES} /tmp /var/tmp /var/spool/postfix; do "
+    'f="$d/.probe-$$"; if touch "$f" 2>/dev/null; then rm -f "$f"; echo "@ writable $d"; fi; '
+    "done; "
+    '[ -e /dev/shm/outside ] && echo "@ shared /dev/shm"; '
+    'echo "@ user $(id -un)"; echo "@ end"'
+)
+
+
+def _probe(ct: Container, service: str) -> set[str]:
+    """What a shell in the service's own sandbox (an ExecStartPre=) may write and see."""
+    dropin = ct.path(f"/run/systemd/system/{service}.d/zz-probe.conf")
+    dropin.parent.mkdir(parents=True, exist_ok=True)
+    tag = f"probe-{secrets.token_hex(4)}"
+    dropin.write_text(f"[Service]\nExecStartPre=/bin/sh -c '{PROBE.replace('@', tag)}'\n")
+    try:
+        ct.check(["systemctl", "daemon-reload"])
+        ct.check(["systemctl", "restart", service], timeout=120)
+        for _ in range(50):  # the journal may lag a little behind
+            lines = [line for line in _journal(ct, service).splitlines() if line.startswith(tag)]
+            if f"{tag} end" in lines:
+                break
+            time.sleep(0.1)
+        assert f"{tag} end" in lines, _journal(ct, service)
+    finally:
+        dropin.unlink()
+        dropin.parent.rmdir()
+        ct.check(["systemctl", "daemon-reload"])
+    return {line.removeprefix(tag).strip() for line in lines} - {"end"}
+
+
+@pytest.mark.parametrize(
+    ("service", "writes"),
+    [
+        ("chatmail-auth.service", {MAILBOXES}),
+        ("chatmail-milter.service", set()),
+        ("chatmail-expire.service", {MAILBOXES}),
+    ],
+)
+def test_the_sandbox_lets_a_service_write_only_its_own_places(ct, service, writes):
+    ct.check("touch /dev/shm/outside")
+    seen = _probe(ct, service)
+    private = {"/tmp", "/var/tmp"}  # PrivateTmp=
+    assert seen == {"user vmail"} | {f"writable {d}" for d in private | writes}, seen
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_online_exposure_at_most_2_and_as_documented(ct, service):
+    result = ct.run(["systemd-analyze", "security", "--no-pager", service])
+    match = re.search(rf"Overall exposure level for {service}: (\d+\.\d)", result.stdout)
+    assert match, result.stdout + result.stderr
+    score = float(match[1])
+    assert score <= 2.0
+    rows = re.findall(
+        r"^\| (chatmail-[\w-]+\.service) \| \d+\.\d \| (\d+\.\d) \|",
+        (REPO / "docs" / "security.md").read_text(),
+        re.M,
+    )
+    assert dict(rows).get(service) == match[1], f"docs/security.md: online {service} is {score}"
+
+
+# -- stopping --
+
+
+@pytest.mark.parametrize("service", ["chatmail-auth.service", "chatmail-milter.service"])
+def test_a_used_service_stops_within_a_second_and_comes_back(ct, service):
+    socket = {"chatmail-auth.service": AUTH_SOCKET}.get(service, MILTER_SOCKET)
+    with _connected(ct.path(socket)):
+        pass  # a connection right before the stop (libmilter's slowest case)
+    assert _active(ct, service) == "active"
+    start = time.monotonic()
+    ct.check(["systemctl", "stop", service], timeout=60)
+    seconds = time.monotonic() - start
+    assert seconds < 1.0, f"{service} took {seconds:.1f} s to stop"
+    assert _show(ct, service, "Result") == "success"
+    assert _show(ct, service, "ExecMainStatus") == "0"
+    assert _active(ct, service.replace(".service", ".socket")) == "active"
+    with _connected(ct.path(socket)):
+        pass
+    for _ in range(50):
+        if _active(ct, service) == "active":
+            break
+        time.sleep(0.1)
+    assert _active(ct, service) == "active"
+
+
+def _connected(path: Path):
+    import socket
+
+    sock = socket.socket(socket.AF_UNIX)
+    sock.settimeout(10)
+    sock.connect(str(path))
+    if path.name == "auth.sock":
+        sock.sendall((HELLO + "\n").encode())
+    return sock
+
+
+# -- a drop-in from docs/admin.md --
+
+DROPINS = REPO / "docs" / "dropins"
+
+
+def test_a_documented_dropin_takes_effect_after_daemon_reload(ct):
+    moved = "/run/dovecot/chatmail-auth.sock"
+    dropins = [
+        "chatmail-auth.socket.d/path.conf",
+        "chatmail-milter.service.d/limits.conf",
+        "chatmail-expire.timer.d/schedule.conf",
+    ]
+    # as admin.md says for a socket's path: stop the socket and its service first (after the
+    # reload systemd knows only the new path and would leave the old socket file behind)
+    ct.check(["systemctl", "stop", "chatmail-auth.socket", "chatmail-auth.service"])
+    for rel in dropins:
+        target = ct.path(f"/etc/systemd/system/{rel}")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text((DROPINS / rel).read_text())
+    try:
+        # not before the reload
+        assert _show(ct, "chatmail-milter.service", "MemoryMax") == "infinity"
+        ct.check(["systemctl", "daemon-reload"])
+        assert _show(ct, "chatmail-milter.service", "MemoryMax") == str(512 * 1024 * 1024)
+        assert "03:30:00" in _show(ct, "chatmail-expire.timer", "TimersCalendar")
+        ct.check(["systemctl", "start", "chatmail-auth.socket"])
+        assert not ct.path(AUTH_SOCKET).exists(), "the old socket file stayed"
+        reply = dict_exchange(ct.path(moved), [HELLO, f"Lshared/userdb/x@{DOMAIN}\tx@{DOMAIN}"])
+        assert reply == ["N"]
+    finally:
+        ct.check(["systemctl", "stop", "chatmail-auth.socket", "chatmail-auth.service"])
+        for rel in dropins:
+            ct.path(f"/etc/systemd/system/{rel}").unlink(missing_ok=True)
+        ct.check(["systemctl", "daemon-reload"])
+        ct.check(["systemctl", "start", "chatmail-auth.socket"])
+    assert not ct.path(moved).exists(), "the moved socket file stayed"
+    assert ct.path(AUTH_SOCKET).is_socket()
+
+
+# -- upgrade (the same version again: prerm upgrade, postinst configure) --
+
+
+def test_reinstall_is_quiet_and_keeps_everything_running(ct):
+    output = _apt(ct, "install", "--reinstall", ct.deb)
+    assert not re.search(r"(?i)warning|failed|could not", output), output
+    for unit in ("chatmail-auth.socket", "chatmail-milter.socket", "chatmail-expire.timer"):
+        assert _active(ct, unit) == "active", unit
+    assert ct.path("/etc/chatmail/chatmail.ini").read_text() == CONFIG
+    assert ct.state() == "running", ct.run("systemctl --failed").stdout
+
+
+# -- purge --
+
+
+def test_purge_leaves_only_the_mailboxes(ct):
+    accounts = ct.check(["ls", MAILBOXES]).split()
+    assert accounts, "no account from the auth test"
+    # the timer's stamp, as the first elapse writes it (Persistent=yes)
+    ct.check(["touch", TIMER_STAMP])
+    result = ct.run(["apt-get", "-y", "-q", "purge", "chatmail-services"], timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stderr.strip() == "", result.stderr
+    assert not re.search(r"(?i)warning|failed|could not", result.stdout), result.stdout
+    assert ct.state() == "running", ct.run("systemctl --failed").stdout
+    left = ct.check(
+        "find / -xdev -path '*chatmail*' -not -path /root/chatmail-services_\\*; "
+        "find /run /etc/systemd /var/lib/systemd -path '*chatmail*'"
+    ).split()
+    assert "/var/lib/chatmail" in left and MAILBOXES in left
+    assert [p for p in left if p != "/var/lib/chatmail" and not p.startswith(MAILBOXES)] == []
+    for account in accounts:
+        assert f"{MAILBOXES}/{account}/password" in left
+    assert ct.run(["getent", "passwd", "vmail"]).returncode != 0
+    units = ct.check(["systemctl", "list-units", "--all", "--plain", "--no-legend", "chatmail*"])
+    assert units.strip() == "", units
+
+
+# -- the usual installation: the package and the mail stack in one apt-get run --
+
+
+@pytest.fixture(scope="module")
+def ct_at_once(built_deb, tmp_path_factory: pytest.TempPathFactory):
+    with _with_package(built_deb, tmp_path_factory.mktemp("container-at-once")) as container:
+        yield container
+
+
+def test_installed_together_with_the_mail_stack_every_socket_listens(ct_at_once):
+    ct = ct_at_once
+    ct.check(
+        "debconf-set-selections",
+        input="postfix postfix/main_mailer_type select Local only\n"
+        f"postfix postfix/mailname string {DOMAIN}\n",
+    )
+    # the Recommends (Postfix, Dovecot) come along, in whatever order apt configures them
+    output = _apt(ct, "install", ct.deb, "nginx")
+    assert "Could not execute systemctl" not in output, output
+    assert ct.path("/usr/sbin/postfix").exists() and ct.path("/usr/sbin/dovecot").exists()
+    for unit in ("chatmail-auth.socket", "chatmail-milter.socket", "chatmail-expire.timer"):
+        assert _active(ct, unit) == "active", unit + _journal(ct, unit)
+    assert ct.state() == "running", ct.run("systemctl --failed").stdout
