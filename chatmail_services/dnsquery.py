@@ -29,10 +29,19 @@ class Answer:
     ttl: int
 
 
-def make_resolver(nameservers: Sequence[tuple[str, int]], timeout: float) -> dns.resolver.Resolver:
+SYSTEM_RESOLV_CONF = "/etc/resolv.conf"
+
+
+def make_resolver(
+    nameservers: Sequence[tuple[str, int]],
+    timeout: float,
+    resolv_conf: str = SYSTEM_RESOLV_CONF,
+) -> dns.resolver.Resolver:
     """A resolver asking `nameservers` ((ip, port) pairs), or the system's when empty.
 
-    `timeout` bounds one whole look-up (all servers and retries together).
+    `timeout` bounds one whole look-up (all servers and retries together). Without a usable
+    `resolv_conf` (and no `nameservers`) the resolver has no server: every look-up then raises
+    `DnsTemporaryError`, so the caller answers 4xx instead of failing to start.
     """
     if nameservers:
         resolver = dns.resolver.Resolver(configure=False)
@@ -43,7 +52,10 @@ def make_resolver(nameservers: Sequence[tuple[str, int]], timeout: float) -> dns
         else:
             resolver.nameserver_ports = dict(nameservers)
     else:
-        resolver = dns.resolver.Resolver(configure=True)
+        try:
+            resolver = dns.resolver.Resolver(filename=resolv_conf, configure=True)
+        except dns.resolver.NoResolverConfiguration:
+            resolver = dns.resolver.Resolver(configure=False)
     resolver.lifetime = timeout
     resolver.timeout = min(timeout, 2.0)
     resolver.cache = None

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import functools
 import logging
+import os
 import sys
 
 from chatmail_services.dnszone.records import dkim_record
@@ -56,11 +57,18 @@ def _parser() -> argparse.ArgumentParser:
         metavar="USER",
         help=f"owner of the private key file (default: {KEY_OWNER}, the milter's user)",
     )
+    keygen.add_argument(
+        "--if-missing",
+        action="store_true",
+        help="do nothing (exit 0) when the key file exists (the package's postinst)",
+    )
     return parser
 
 
 def keygen_command(config: Config, args: argparse.Namespace) -> int:
     """Create the key (refusing to replace one) and print the record to publish."""
+    if args.if_missing and os.path.lexists(config.dkim.key_file):
+        return 0
     try:
         dkimkey.generate_key(config.dkim.key_file, args.owner)
         public = dkimkey.public_key_b64(config.dkim.key_file)

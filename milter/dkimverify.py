@@ -152,5 +152,11 @@ class Verifier:
 def make_verifier(cfg: DkimSection) -> Verifier:
     """A verifier from the `[dkim]` config section."""
     resolver = dnsquery.make_resolver(cfg.resolver, cfg.dns_timeout)
+    if not resolver.nameservers:
+        log.warning(
+            "no DNS server: %s is missing or names none and [dkim] resolver is empty; "
+            "incoming mail is answered 451 until one is configured (then restart)",
+            dnsquery.SYSTEM_RESOLV_CONF,
+        )
     cache = KeyCache(cfg.key_cache_size, cfg.key_cache_ttl)
     return Verifier(KeyLookup(dns_fetch(resolver), cache, cfg.max_key_bits), cfg.max_signatures)
