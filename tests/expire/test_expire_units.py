@@ -97,7 +97,9 @@ def test_service_settings():
     assert [ln for ln in service if ln.startswith("ReadWritePaths=")] == [
         "ReadWritePaths=/var/lib/chatmail/mailboxes"
     ]
-    assert not any(ln.startswith(("ReadOnlyPaths", "Restart=")) for ln in service)
+    # /run read-only as in every unit (ProtectSystem=strict leaves it writable otherwise)
+    assert [ln for ln in service if ln.startswith("ReadOnlyPaths")] == ["ReadOnlyPaths=/run"]
+    assert not any(ln.startswith("Restart=") for ln in service)
 
 
 def test_timer_settings():
