@@ -231,7 +231,7 @@ def test_installed_files(pkg):
 def test_installed_code_runs_on_debians_python_with_debians_modules(pkg):
     probe = (
         "import Milter, milter, systemd.daemon, chatmail_services, "
-        "chatmail_services.milter.adapter, chatmail_services.authsocket.server, "
+        "chatmail_services.milter.adapter, chatmail_services.dictserver, "
         "chatmail_services.expire.scan\n"
         "for m in (Milter, milter, systemd.daemon, chatmail_services): print(m.__file__)"
     )
