@@ -165,11 +165,27 @@ class Postfix:
         target.symlink_to(source)
 
     def stop(self) -> None:
-        if (self.queue / "pid" / "master.pid").exists():
+        pid_file = self.queue / "pid" / "master.pid"
+        if pid_file.exists():
             self._postfix("stop")
             deadline = time.monotonic() + 10
-            while (self.queue / "pid" / "master.pid").exists() and time.monotonic() < deadline:
+            # master leaves its pid file behind: wait for the process, not the file
+            while self._master_alive(pid_file) and time.monotonic() < deadline:
                 time.sleep(0.05)
+
+    @staticmethod
+    def _master_alive(pid_file: Path) -> bool:
+        try:
+            pid = int(pid_file.read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return False
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
 
     def queue_ids(self) -> list[str]:
         """Queue ids of the messages still in the queue."""
