@@ -35,6 +35,7 @@ class Dovecot:
         config: Config,
         *,
         auth_socket: Path | None = None,
+        metadata_socket: Path | None = None,
         passwd_file: Path | None = None,
         lmtp_socket: Path | None = None,
         sasl_socket: Path | None = None,
@@ -47,6 +48,7 @@ class Dovecot:
         self.config = config
         self.auth_socket = auth_socket
         self.passwd_file = passwd_file
+        self.metadata_socket = metadata_socket
         self.dir = self.root / "dovecot"
         self.base_dir = self.dir / "run"
         self.lmtp_socket = lmtp_socket or self.dir / "lmtp"
@@ -77,6 +79,7 @@ class Dovecot:
             "mail_user": MAIL_USER,
             "auth_dict_conf": dict_conf,
             "auth_socket": self.auth_socket or self.dir / "no-auth-socket",
+            "metadata_socket": self.metadata_socket or self.dir / "no-metadata-socket",
             "imap_port": self.imap_port,
             "imaps_port": self.imaps_port,
             "lmtp_socket": self.lmtp_socket,

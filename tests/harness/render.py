@@ -31,6 +31,7 @@ def postfix_values(config: Config) -> dict[str, object]:
         "mail_domain": config.chatmail.mail_domain,
         "mail_domain_regex": domain_regex(config.chatmail.mail_domain),
         "max_message_size": config.chatmail.max_message_size,
+        "max_recipients": config.chatmail.max_recipients,
     }
 
 

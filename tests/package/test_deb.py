@@ -51,8 +51,18 @@ UNIT_DIR = Path("/lib/systemd/system")
 MAILBOXES = Path("/var/lib/chatmail/mailboxes")
 DIST = Path("/usr/lib/python3/dist-packages")
 DOMAIN = "chat.example"
-SERVICES = ["chatmail-auth.service", "chatmail-milter.service", "chatmail-expire.service"]
-STARTED_UNITS = ["chatmail-auth.socket", "chatmail-milter.socket", "chatmail-expire.timer"]
+SERVICES = [
+    "chatmail-auth.service",
+    "chatmail-milter.service",
+    "chatmail-metadata.service",
+    "chatmail-expire.service",
+]
+STARTED_UNITS = [
+    "chatmail-auth.socket",
+    "chatmail-milter.socket",
+    "chatmail-metadata.socket",
+    "chatmail-expire.timer",
+]
 WANTS = {".socket": "sockets.target.wants", ".timer": "timers.target.wants"}
 # present while the package on this machine is the one this test installed
 OURS = Path("/var/tmp/chatmail-services-package-test.installed")
@@ -196,21 +206,29 @@ def test_installed_files(pkg):
         "/usr/bin/chatmail-auth",
         "/usr/bin/chatmail-milter",
         "/usr/bin/chatmail-expire",
+        "/usr/bin/chatmail-metadata",
         "/etc/chatmail/chatmail.ini",
         "/usr/lib/tmpfiles.d/chatmail-services.conf",
         "/usr/share/man/man8/chatmail-auth.8.gz",
         "/usr/share/man/man8/chatmail-milter.8.gz",
         "/usr/share/man/man8/chatmail-expire.8.gz",
+        "/usr/share/man/man8/chatmail-metadata.8.gz",
         "/usr/share/man/man5/chatmail.ini.5.gz",
         "/usr/share/doc/chatmail-services/admin.md",
         "/usr/share/doc/chatmail-services/copyright",
         *(f"{UNIT_DIR}/{unit.name}" for unit in (REPO / "systemd-units").iterdir()),
         *(f"{DIST}/chatmail_services/{sub}/__init__.py" for sub in ("milter", "authsocket")),
         f"{DIST}/chatmail_services/expire/__init__.py",
+        f"{DIST}/chatmail_services/metadata/__init__.py",
     }
     assert expected <= files, sorted(expected - files)
     # every module of the repo's subpackages is installed (package_dir survived pybuild)
-    for folder, sub in (("milter", "milter"), ("authsocket", "authsocket"), ("expire", "expire")):
+    for folder, sub in (
+        ("milter", "milter"),
+        ("authsocket", "authsocket"),
+        ("expire", "expire"),
+        ("metadata", "metadata"),
+    ):
         for module in (REPO / folder).glob("*.py"):
             assert f"{DIST}/chatmail_services/{sub}/{module.name}" in files
     # no top-level "milter" from us: python3-milter owns that name
@@ -222,7 +240,7 @@ def test_installed_files(pkg):
     assert "/etc/chatmail/chatmail.ini" in conffiles
     shipped = (REPO / "debian" / "chatmail.ini").read_text()
     assert Path("/etc/chatmail/chatmail.ini").read_text() == shipped
-    for command in ("chatmail-auth", "chatmail-milter", "chatmail-expire"):
+    for command in ("chatmail-auth", "chatmail-milter", "chatmail-expire", "chatmail-metadata"):
         assert Path(f"/usr/bin/{command}").read_text().startswith("#!/usr/bin/python3\n")
         assert run(["man", "-w", "8", command]).stdout.startswith("/usr/share/man/man8/")
     assert run(["man", "-w", "5", "chatmail.ini"]).stdout.startswith("/usr/share/man/man5/")
@@ -240,7 +258,7 @@ def test_installed_code_runs_on_debians_python_with_debians_modules(pkg):
     paths = result.stdout.split()
     assert len(paths) == 4
     assert all(p.startswith(f"{DIST}/") for p in paths), paths
-    for command in ("chatmail-auth", "chatmail-milter", "chatmail-expire"):
+    for command in ("chatmail-auth", "chatmail-milter", "chatmail-expire", "chatmail-metadata"):
         assert run([f"/usr/bin/{command}", "--help"]).returncode == 0
 
 
@@ -323,6 +341,7 @@ grep -q "^NoNewPrivs:.1" /proc/self/status && echo "no new privileges"
         ("chatmail-auth.service", True),
         ("chatmail-milter.service", False),
         ("chatmail-expire.service", True),
+        ("chatmail-metadata.service", True),
     ],
 )
 def test_the_sandbox_emulation_denies_what_the_unit_denies(pkg, service, mailboxes_writable):

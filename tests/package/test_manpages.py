@@ -14,8 +14,14 @@ from chatmail_services.config import option_docs
 REPO = Path(__file__).resolve().parents[2]
 MAN = REPO / "docs" / "man"
 VENV_BIN = REPO / ".venv" / "bin"
-PAGES = ["chatmail-auth.8", "chatmail-milter.8", "chatmail-expire.8", "chatmail.ini.5"]
-COMMANDS = ["chatmail-auth", "chatmail-milter", "chatmail-expire"]
+PAGES = [
+    "chatmail-auth.8",
+    "chatmail-milter.8",
+    "chatmail-expire.8",
+    "chatmail-metadata.8",
+    "chatmail.ini.5",
+]
+COMMANDS = ["chatmail-auth", "chatmail-milter", "chatmail-expire", "chatmail-metadata"]
 
 
 def _render(page: Path) -> subprocess.CompletedProcess[str]:
