@@ -50,5 +50,10 @@ def test_production_configs_parse(tmp_path: Path, config):
         check=True,
     )
     assert "driver = dict" in doveconf.stdout
+    assert doveconf.stderr == "", doveconf.stderr
+    assert "mail_attribute_dict = proxy:/run/chatmail/metadata.sock:metadata" in doveconf.stdout
+    assert "imap_capability = +XDELTAPUSH XCHATMAIL" in doveconf.stdout
+    assert "imap_metadata = yes" in doveconf.stdout
+    assert "smtpd_recipient_limit = 1000" in postconf.stdout
     assert "last_login_dict = proxy:/run/chatmail/auth.sock:lastlogin" in doveconf.stdout
     assert "chat.example" in (out / "postfix" / "main.cf").read_text()
