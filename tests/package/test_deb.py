@@ -426,6 +426,31 @@ def test_auth_lookup_through_the_installed_service(pkg, tmp_path):
     assert "Traceback" not in log, log
 
 
+def test_device_token_through_the_installed_metadata_service(pkg, tmp_path):
+    """An account made by the installed chatmail-auth gets a push token from the installed
+    chatmail-metadata, in its sandbox, stored in its home as vmail."""
+    _installed(pkg)
+    address = f"{_local_part()}@{DOMAIN}"
+    pkg.accounts.append(MAILBOXES / address)
+    proc, path = _activate(pkg, "chatmail-auth", tmp_path / "auth.log")
+    try:
+        reply = dict_exchange(path, ["H3\t2\t0\t\tauth", f'Lshared/passdb/pw{address}"{address}\t'])
+        assert reply[0].startswith("O"), reply
+    finally:
+        stop(proc)
+    proc, path = _activate(pkg, "chatmail-metadata", tmp_path / "metadata.log")
+    key = "priv/" + "0" * 32 + "/devicetoken"
+    hello = "H3\t2\t0\t\tmetadata"
+    try:
+        assert dict_exchange(path, [hello, f"B1\t{address}", f"S1\t{key}\t1111", "C1"]) == ["O"]
+        assert dict_exchange(path, [hello, f"L{key}\t{address}"]) == ["O1111"]
+        assert mode_owner(MAILBOXES / address / "devicetokens")[:2] == (0o600, "vmail")
+    finally:
+        log = stop(proc) + (tmp_path / "metadata.log").read_text()
+    assert proc.returncode in (0, -15), log
+    assert "Traceback" not in log, log
+
+
 CLEARTEXT = (
     "From: <{sender}>\r\nTo: <{rcpt}>\r\nSubject: hello\r\n"
     "Date: Tue, 24 Nov 2026 12:00:00 +0000\r\nMessage-ID: <pkgtest@chat.example>\r\n"
