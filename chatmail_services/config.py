@@ -422,6 +422,27 @@ class MetadataSection:
         "/etc/chatmail/appversions.json",
         "JSON file told to clients as appversions (missing or empty setting: none)",
     )
+    notify_url: str = _opt(
+        _optional_url,
+        "https://notifications.delta.chat/notify",
+        "notification service a new message's device tokens are POSTed to (empty: no push)",
+    )
+    notify_ca_file: str = _opt(
+        _optional_abs_path,
+        "",
+        "CA certificates the notification service is checked against (default: the system's)",
+    )
+    queue_dir: str = _opt(
+        _abs_path, "/var/lib/chatmail/notify-queue", "pending notifications, one file each"
+    )
+    notify_retry_base: float = _opt(
+        _positive_float, "8", "seconds before the first retry; doubled after each failure"
+    )
+    notify_give_up_after: int = _opt(
+        _int_range(1), "18000", "seconds after the first attempt a notification is given up"
+    )
+    notify_concurrency: int = _opt(_int_range(1, 256), "8", "notifications sent at once at most")
+    notify_timeout: float = _opt(_positive_float, "30", "seconds one notification POST may take")
 
 
 SECTIONS: dict[str, type] = {

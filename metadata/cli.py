@@ -3,15 +3,39 @@
 from __future__ import annotations
 
 import argparse
+import ssl
 import sys
 
 from chatmail_services import dictserver
 from chatmail_services.cli import add_config_argument, load_or_exit, log_config_warnings
-from chatmail_services.config import EX_CONFIG
+from chatmail_services.config import EX_CONFIG, Config
 from chatmail_services.logsetup import setup_logging
 
+from .notifier import Notifier, https_post
+from .notifyqueue import Policy, Queue
 from .serverkeys import SettingsError
-from .session import Session, settings_from_config
+from .session import Notify, Session, Settings, forget_token, settings_from_config
+
+
+def _notifier(config: Config, settings: Settings) -> Notifier | None:
+    """The notifier of the config, or None when `notify_url` is empty."""
+    section = config.metadata
+    if not section.notify_url:
+        return None
+    try:
+        context = ssl.create_default_context(cafile=section.notify_ca_file or None)
+    except OSError as exc:
+        raise SettingsError(f"[metadata] notify_ca_file: cannot read: {exc.strerror}") from None
+    queue = Queue(section.queue_dir)
+    if not queue.dir.is_dir():
+        raise SettingsError(f"[metadata] queue_dir: {section.queue_dir} is not a directory")
+    return Notifier(
+        queue,
+        Policy(section.notify_retry_base, section.notify_give_up_after),
+        https_post(section.notify_url, context, section.notify_timeout),
+        lambda address, token: forget_token(settings, address, token),
+        section.notify_concurrency,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,8 +53,21 @@ def main(argv: list[str] | None = None) -> int:
     log_config_warnings(config)
     try:
         settings = settings_from_config(config)
+        notifier = _notifier(config, settings)
     except SettingsError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return EX_CONFIG
+    notify: Notify | None = None
+    if notifier is not None:
+        notifier.start()
+        queue, submit = notifier.queue, notifier.submit
+
+        def notify(address: str, device_tokens: list[str]) -> None:
+            submit(queue.put(address, device_tokens))
+
     socket_path = args.socket or config.metadata.socket
-    return dictserver.serve(lambda: Session(settings), socket_path, "metadata")
+    try:
+        return dictserver.serve(lambda: Session(settings, notify), socket_path, "metadata")
+    finally:
+        if notifier is not None:
+            notifier.stop()

@@ -1,4 +1,5 @@
-"""One dict connection of chatmail-metadata: dict protocol commands -> tokens, server keys.
+"""One dict connection of chatmail-metadata: dict protocol commands -> tokens, server keys,
+notifications (`/private/messagenew`, set by Dovecot's LMTP push hook).
 
 Dovecot names the account in the lookup's second field and in the transaction's `B` line;
 the mailbox GUID in the key does not matter (tokens are per account, whatever mailbox the
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +24,8 @@ from .serverkeys import Turn
 log = logging.getLogger("chatmail.metadata")
 
 METADATA_DICT = "metadata"
+MESSAGE_NEW = "messagenew"
+Notify = Callable[[str, list[str]], None]
 
 
 @dataclass(frozen=True)
@@ -83,6 +87,7 @@ class Session:
     """Per-connection state: the dict name from the hello line and open transactions."""
 
     settings: Settings
+    notify: Notify | None = None  # queue a notification per token of an account
     name: str | None = None
     transactions: dict[str, _Transaction] = field(default_factory=dict)
 
@@ -137,9 +142,13 @@ class Session:
         transaction = self.transactions.pop(tid, None)
         if transaction is None:
             return dictproto.NOT_FOUND
-        new_tokens = []
+        new_tokens, message_new = [], False
         for change in transaction.changes:
-            if not keys.is_device_token(keys.parse_key(change.key)):
+            key = keys.parse_key(change.key)
+            if isinstance(key, keys.PrivateKey) and key.name == MESSAGE_NEW:
+                message_new = message_new or change.op == "S"
+                continue
+            if not keys.is_device_token(key):
                 return dictproto.commit_fail(tid, "this metadata key is read-only")
             if change.op == "U":
                 continue  # a device's token is forgotten when it is not set again
@@ -150,28 +159,45 @@ class Session:
             except tokens.TokenError as exc:
                 log.info("device token refused: %s", exc)
                 return dictproto.commit_fail(tid, str(exc))
-        if not new_tokens:
+        if not new_tokens and not message_new:
             return dictproto.ok()
         home = account_home(self.settings, transaction.user)
         if home is None:
             return dictproto.commit_fail(tid, "no such account")
-        settings = self.settings
+        settings, notify, user = self.settings, self.notify, transaction.user
 
         def work() -> str:
             now = int(time.time())
+            if new_tokens:
 
-            def change(current: list[tokens.Token]) -> list[tokens.Token]:
-                for value in new_tokens:
-                    current = tokens.add(current, value, now, settings.max_tokens, settings.max_age)
-                return current
+                def change(current: list[tokens.Token]) -> list[tokens.Token]:
+                    for value in new_tokens:
+                        current = tokens.add(
+                            current, value, now, settings.max_tokens, settings.max_age
+                        )
+                    return current
 
-            try:
-                stored = store.update(home, change)
-            except OSError as exc:
-                log.error("cannot store a device token: %s", exc.strerror)
-                return dictproto.commit_fail(tid, "cannot store the device token")
-            log.info("device token stored (%d for the account)", len(stored))
-            log.debug("device token stored for %s", transaction.user)
+                try:
+                    stored = store.update(home, change)
+                except OSError as exc:
+                    log.error("cannot store a device token: %s", exc.strerror)
+                    return dictproto.commit_fail(tid, "cannot store the device token")
+                log.info("device token stored (%d for the account)", len(stored))
+                log.debug("device token stored for %s", user)
+            if message_new and notify is not None:
+                current = tokens.live(store.read(home), now, settings.max_age)
+                try:
+                    notify(home.name, [t.value for t in current])
+                except OSError as exc:
+                    log.error("cannot queue a notification: %s", exc.strerror)
+                    return dictproto.commit_fail(tid, "cannot queue the notification")
             return dictproto.ok()
 
         return Deferred(work, lambda reply: reply)
+
+
+def forget_token(settings: Settings, address: str, token: str) -> None:
+    """Remove a token the notification service called dead (410)."""
+    home = account_home(settings, address)
+    if home is not None:
+        store.update(home, lambda current: tokens.remove(current, token))

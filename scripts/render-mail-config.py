@@ -55,6 +55,7 @@ def production_values(config, cert: str, key: str, mail_user: str) -> dict[str, 
         "auth_dict_conf": "/etc/dovecot/chatmail-auth.conf.ext",
         "auth_socket": "/run/chatmail/auth.sock",
         "metadata_socket": "/run/chatmail/metadata.sock",
+        "push_lua": "/etc/dovecot/push_notification.lua",
         "imap_port": 143,
         "imaps_port": 993,
         "lmtp_socket": "/var/spool/postfix/private/dovecot-lmtp",
@@ -81,6 +82,7 @@ def main() -> int:
         shutil.copy(TEMPLATES / "postfix" / name, args.out / "postfix" / name)
     for name in ("dovecot.conf", "chatmail-auth.conf.ext"):
         render(f"dovecot/{name}", values, args.out / "dovecot" / name)
+    shutil.copy(TEMPLATES / "dovecot" / "push_notification.lua", args.out / "dovecot")
     print(f"rendered into {args.out}")
     return 0
 

@@ -43,10 +43,13 @@ def test_service_is_sandboxed():
     service = unit("chatmail-metadata.service")["Service"]
     assert service["ExecStart"] == "/usr/bin/chatmail-metadata serve"
     assert service["User"] == service["Group"] == "vmail"
-    assert service["ReadWritePaths"] == "/var/lib/chatmail/mailboxes"
+    assert service["ReadWritePaths"] == (
+        "/var/lib/chatmail/mailboxes /var/lib/chatmail/notify-queue"
+    )
     assert service["ProtectSystem"] == "strict"
-    assert service["PrivateNetwork"] == "yes"
-    assert service["RestrictAddressFamilies"] == "AF_UNIX"
+    # network for the notifier only: the auth responder (password hashes) has none
+    assert service["RestrictAddressFamilies"] == "AF_UNIX AF_INET AF_INET6"
+    assert unit("chatmail-auth.service")["Service"]["PrivateNetwork"] == "yes"
     assert service["RestartPreventExitStatus"] == "78"
 
 
