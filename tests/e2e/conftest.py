@@ -12,6 +12,8 @@ from harness import VENV_BIN, stack_dir
 from harness.relay import LocalRelay
 
 DOMAIN = "chat.localhost"
+TURN_SECRET = "e2e-turn-secret"
+TURN_HOST = "127.0.0.1"  # the core resolves a name and drops what does not resolve
 
 
 @pytest.fixture(scope="package")
@@ -24,10 +26,16 @@ def observer_address() -> str:
 def relay(request: pytest.FixtureRequest, observer_address: str) -> Iterator[LocalRelay]:
     """The relay the whole e2e package shares (services log at debug level)."""
     root = stack_dir("chatmail-e2e-")
+    secret = root / "turn-secret"
+    secret.write_text(TURN_SECRET + "\n")
+    secret.chmod(0o644)
     relay = LocalRelay(
         root,
         domain=DOMAIN,
-        config_sections={"chatmail": {"log_level": "debug"}},
+        config_sections={
+            "chatmail": {"log_level": "debug"},
+            "metadata": {"turn_host": TURN_HOST, "turn_secret_file": secret},
+        },
         postfix_settings={"always_bcc": observer_address},
     )
     failed_before = request.session.testsfailed
