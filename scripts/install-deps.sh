@@ -28,6 +28,8 @@ DEB_PACKAGES=(
   # DKIM and DNS (the package's dependencies), the test DNS server (nsd, authoritative from
   # zone files), and a second DKIM milter the benchmark compares against
   python3-dkim python3-dnspython python3-cryptography nsd opendkim opendkim-tools
+  # the TURN server for calls (configured from docs/templates/coturn/; tests start their own)
+  coturn
 )
 
 missing=()

@@ -35,6 +35,12 @@ def postfix_values(config: Config) -> dict[str, object]:
     }
 
 
+def turn_values(config: Config) -> dict[str, object]:
+    """coturn's values that follow from the chatmail config: realm and the shared secret."""
+    secret = Path(config.metadata.turn_secret_file).read_text().strip()
+    return {"mail_domain": config.chatmail.mail_domain, "turn_secret": secret}
+
+
 POSTFIX_RENDERED = ("main.cf", "master.cf", "recipient_access")
 POSTFIX_COPIED = ("submission_header_cleanup", "login_map", "tls_policy")
 SYSTEM_CA_FILE = "/etc/ssl/certs/ca-certificates.crt"
