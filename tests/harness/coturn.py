@@ -14,9 +14,11 @@ from .render import render, turn_values
 
 
 class Coturn:
-    """`turnserver -c <rendered conf>` on 127.0.0.1 with the relay's TURN secret."""
+    """`turnserver -c <rendered conf>` on a loopback address with the relay's TURN secret."""
 
-    def __init__(self, root: Path, config: Config, port: int | None = None) -> None:
+    def __init__(
+        self, root: Path, config: Config, port: int | None = None, address: str = "127.0.0.1"
+    ) -> None:
         self.dir = Path(root) / "coturn"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
@@ -25,8 +27,8 @@ class Coturn:
         values = {
             **turn_values(config),
             "turn_port": self.port,
-            "turn_listen": "127.0.0.1",
-            "turn_relay_ips": "relay-ip=127.0.0.1",
+            "turn_listen": address,
+            "turn_relay_ips": f"relay-ip={address}",
             "turn_log": self.log_path,
             "turn_pid": self.dir / "turnserver.pid",
         }

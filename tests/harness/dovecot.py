@@ -42,10 +42,12 @@ class Dovecot:
         sasl_socket: Path | None = None,
         imap_port: int | None = None,
         imaps_port: int | None = None,
+        address: str = "127.0.0.1",
     ) -> None:
         if (auth_socket is None) == (passwd_file is None):
             raise ValueError("give exactly one of auth_socket and passwd_file")
         self.root = Path(root)
+        self.address = address  # a loopback address
         self.config = config
         self.auth_socket = auth_socket
         self.passwd_file = passwd_file
@@ -68,7 +70,7 @@ class Dovecot:
         uid, gid = mail_ids()
         dict_conf = self.dir / "chatmail-auth.conf.ext"
         values = {
-            "listen": "127.0.0.1",
+            "listen": self.address,
             "base_dir": self.base_dir,
             "state_dir": self.dir / "state",
             "log_path": self.log_path,
@@ -126,8 +128,8 @@ class Dovecot:
             )
         if result.returncode != 0:
             raise RuntimeError(f"dovecot failed to start:\n{self.output()}")
-        wait_for_tcp(self.imap_port)
-        wait_for_tcp(self.imaps_port)
+        wait_for_tcp(self.imap_port, host=self.address)
+        wait_for_tcp(self.imaps_port, host=self.address)
         wait_for_unix(self.lmtp_socket)
         return self
 

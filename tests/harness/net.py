@@ -14,16 +14,16 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_for_tcp(port: int, timeout: float = 15.0) -> None:
-    """Wait until something accepts connections on 127.0.0.1:port."""
+def wait_for_tcp(port: int, timeout: float = 15.0, host: str = "127.0.0.1") -> None:
+    """Wait until something accepts connections on host:port (a loopback address)."""
     deadline = time.monotonic() + timeout
     while True:
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
+            with socket.create_connection((host, port), timeout=1):
                 return
         except OSError:
             if time.monotonic() > deadline:
-                raise TimeoutError(f"nothing listens on 127.0.0.1:{port}") from None
+                raise TimeoutError(f"nothing listens on {host}:{port}") from None
             time.sleep(0.05)
 
 

@@ -57,8 +57,10 @@ class Postfix:
         smtps_port: int | None = None,
         settings: dict[str, str] | None = None,
         tls_ca_file: str = SYSTEM_CA_FILE,
+        address: str = "127.0.0.1",
     ) -> None:
         self.root = Path(root)
+        self.address = address  # the loopback address master.cf's listeners bind
         self.tls_ca_file = tls_ca_file
         self.config = config
         self.dovecot = dovecot
@@ -89,14 +91,17 @@ class Postfix:
             "tls_cert": cert,
             "tls_key": key,
             "config_dir": self.dir,
-            "smtp_listen": f"127.0.0.1:{self.smtp_port}",
-            "submission_listen": f"127.0.0.1:{self.submission_port}",
-            "smtps_listen": f"127.0.0.1:{self.smtps_port}",
+            "smtp_listen": f"{self.address}:{self.smtp_port}",
+            "submission_listen": f"{self.address}:{self.submission_port}",
+            "smtps_listen": f"{self.address}:{self.smtps_port}",
             "chroot": "n",
         }
         main = render_text((TEMPLATES / "postfix" / "main.cf").read_text(), values)
         main += _INSTANCE.format(
-            queue=self.queue, data=self.dir / "data", log=self.log_path, log_dir=self.dir
+            queue=self.queue,
+            data=self.dir / "data",
+            log=self.log_path,
+            log_dir=self.dir,
         )
         if self._external_milter is None:
             main = main.replace("smtpd_milters = unix:chatmail/milter.sock", "smtpd_milters =")
@@ -146,7 +151,7 @@ class Postfix:
         if start.returncode != 0:
             raise RuntimeError(f"postfix start failed:\n{start.stdout}\n{self.log_text()}")
         for port in (self.smtp_port, self.submission_port, self.smtps_port):
-            wait_for_tcp(port)
+            wait_for_tcp(port, host=self.address)
         return self
 
     def _link_milter_socket(self) -> None:

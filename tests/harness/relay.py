@@ -51,9 +51,11 @@ class LocalRelay:
         config_sections: dict[str, dict[str, object]] | None = None,
         milter: bool = True,
         postfix_settings: dict[str, str] | None = None,
+        address: str = "127.0.0.1",
     ) -> None:
         ports = ports or Ports()
         self.root = Path(root)
+        self.address = address  # the loopback address Postfix and Dovecot listen on
         (self.root / "run").mkdir(parents=True, exist_ok=True)
         self.root.joinpath("run").chmod(0o755)
         self.auth_socket = self.root / "run" / "auth.sock"
@@ -77,6 +79,7 @@ class LocalRelay:
             submission_port=ports.submission,
             smtps_port=ports.smtps,
             settings=postfix_settings,
+            address=address,
         )
         self.dovecot = Dovecot(
             self.root,
@@ -87,6 +90,7 @@ class LocalRelay:
             sasl_socket=self.postfix.sasl_socket,
             imap_port=ports.imap,
             imaps_port=ports.imaps,
+            address=address,
         )
         self._socket_paths = {
             "/run/chatmail/auth.sock": self.auth_socket,
@@ -200,10 +204,10 @@ class LocalRelay:
         return {
             "addr": addr,
             "password": password,
-            "imapServer": "127.0.0.1",
+            "imapServer": self.address,
             "imapPort": self.dovecot.imaps_port,
             "imapSecurity": "ssl",
-            "smtpServer": "127.0.0.1",
+            "smtpServer": self.address,
             "smtpPort": self.postfix.smtps_port,
             "smtpSecurity": "ssl",
             "certificateChecks": "acceptInvalidCertificates",
@@ -215,10 +219,10 @@ class LocalRelay:
             {
                 "p": password,
                 "v": "1",
-                "ih": "127.0.0.1",
+                "ih": self.address,
                 "ip": self.dovecot.imaps_port,
                 "is": "ssl",
-                "sh": "127.0.0.1",
+                "sh": self.address,
                 "sp": self.postfix.smtps_port,
                 "ss": "ssl",
                 "ic": "3",  # accept the self-signed certificate
@@ -229,13 +233,13 @@ class LocalRelay:
     def describe(self) -> str:
         """How a client connects, for people."""
         domain = self.config.chatmail.mail_domain
-        imap, smtp = self.dovecot, self.postfix
+        imap, smtp, ip = self.dovecot, self.postfix, self.address
         return "\n".join(
             [
                 f"chatmail relay for {domain} is up (state in {self.root})",
-                f"  IMAP  127.0.0.1:{imap.imaps_port} (TLS), 127.0.0.1:{imap.imap_port} (STARTTLS)",
-                f"  SMTP  127.0.0.1:{smtp.smtps_port} (TLS), "
-                f"127.0.0.1:{smtp.submission_port} (STARTTLS), incoming 127.0.0.1:{smtp.smtp_port}",
+                f"  IMAP  {ip}:{imap.imaps_port} (TLS), {ip}:{imap.imap_port} (STARTTLS)",
+                f"  SMTP  {ip}:{smtp.smtps_port} (TLS), "
+                f"{ip}:{smtp.submission_port} (STARTTLS), incoming {ip}:{smtp.smtp_port}",
             ]
         )
 

@@ -17,8 +17,8 @@ def quoted(value: str) -> str:
 class Imap:
     """One TLS connection; `command()` returns (tagged status line, untagged lines)."""
 
-    def __init__(self, port: int, timeout: float = 30) -> None:
-        raw = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    def __init__(self, port: int, timeout: float = 30, host: str = "127.0.0.1") -> None:
+        raw = socket.create_connection((host, port), timeout=timeout)
         self.sock = ssl._create_unverified_context().wrap_socket(raw)
         self.file = self.sock.makefile("rb")
         self.literals: list[bytes] = []
