@@ -12,7 +12,6 @@ import enum
 import errno
 import os
 import pwd
-import re
 import secrets
 import time
 from collections.abc import Iterator
@@ -24,10 +23,7 @@ from chatmail_services.config import Config
 
 from .hashing import HashError, hash_password
 
-# Safe account names: ASCII [a-z0-9._-], no leading dot. With '@domain' appended, a name can
-# never be "", "." or "..", contain "/" or NUL, so it always names a direct child of the root.
-_LOCALPART_RE = re.compile(r"[a-z0-9_-][a-z0-9._-]*")
-MAX_LOCALPART = 64
+MAX_LOCALPART = layout.MAX_LOCALPART
 MAX_PASSWORD_BYTES = 256
 
 
@@ -109,14 +105,7 @@ def split_address(settings: Settings, user: str) -> str | None:
     Upper-case ASCII is folded (Dovecot already does with `%Lu`); anything non-ASCII, any
     `/`, NUL, control character or leading `.` is refused, whatever its length.
     """
-    if not user.isascii():
-        return None
-    local, at, domain = user.lower().rpartition("@")
-    if not at or domain != settings.mail_domain:
-        return None
-    if len(local) > MAX_LOCALPART or not _LOCALPART_RE.fullmatch(local):
-        return None
-    return local
+    return layout.local_part(settings.mail_domain, user)
 
 
 def normalize_address(settings: Settings, user: str) -> str | None:

@@ -3,20 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import json
 import logging
 import os
-import resource
 import secrets
-import socket
-import stat
 import string
 import sys
 
-from chatmail_services import layout
-from chatmail_services.activation import inherited_sockets, notify_ready
+from chatmail_services import dictserver, layout
 from chatmail_services.cli import add_config_argument, load_or_exit, log_config_warnings
 from chatmail_services.config import EX_CONFIG, Config
 from chatmail_services.logsetup import setup_logging
@@ -24,10 +18,9 @@ from chatmail_services.logsetup import setup_logging
 from . import accounts
 from .accounts import Settings, SettingsError, Status
 from .hashing import verify_password
-from .server import DictServer
+from .session import Session
 
 EX_TEMPFAIL = 111  # checkpassword: temporary failure
-SOCKET_MODE = 0o660
 
 
 def _settings(config: Config) -> Settings:
@@ -38,51 +31,11 @@ def _settings(config: Config) -> Settings:
         raise SystemExit(EX_CONFIG) from None
 
 
-def _raise_fd_limit() -> None:
-    # one descriptor per concurrent Dovecot connection; the unit sets LimitNOFILE= too
-    with contextlib.suppress(ValueError, OSError):
-        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        if hard == resource.RLIM_INFINITY or hard > soft:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
-def _bind(path: str) -> socket.socket:
-    with contextlib.suppress(FileNotFoundError):
-        if stat.S_ISSOCK(os.lstat(path).st_mode):
-            os.unlink(path)
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.bind(path)
-    os.chmod(path, SOCKET_MODE)
-    sock.listen(4096)
-    return sock
-
-
 def cmd_serve(config: Config, socket_path: str | None) -> int:
-    log = setup_logging(config.chatmail.log_level, "chatmail.auth")
+    setup_logging(config.chatmail.log_level, "chatmail.auth")
     log_config_warnings(config)
     settings = _settings(config)
-    _raise_fd_limit()
-    listeners = inherited_sockets()
-    if listeners:
-        log.info("serving %d inherited socket(s)", len(listeners))
-    else:
-        path = socket_path or config.auth.socket
-        try:
-            listeners = [_bind(path)]
-        except OSError as exc:
-            log.error("cannot listen on %s: %s", path, exc.strerror)
-            return 1
-        log.info("listening on %s", path)
-    server = DictServer(settings, listeners)
-
-    async def run() -> None:
-        server.loop = asyncio.get_running_loop()
-        server.install_signal_handlers()
-        notify_ready()
-        await server.serve()
-
-    asyncio.run(run())
-    return 0
+    return dictserver.serve(lambda: Session(settings), socket_path or config.auth.socket, "auth")
 
 
 def _read_fd3() -> bytes:

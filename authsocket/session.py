@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import accounts, dictproto
+from chatmail_services import dictproto
+from chatmail_services.dictserver import Deferred
+
+from . import accounts
 from .accounts import Result, Settings, Status
 
 log = logging.getLogger("chatmail.auth")
@@ -22,14 +24,6 @@ LASTLOGIN_DICT = "lastlogin"
 PASSDB_PREFIX = "shared/passdb/"
 USERDB_PREFIX = "shared/userdb/"
 LASTLOGIN_PREFIX = "shared/last-login/"
-
-
-@dataclass
-class Deferred:
-    """Slow work for a worker thread, and how to turn its result into the reply."""
-
-    work: Callable[[], Any]
-    finish: Callable[[Any], str]
 
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"))  # ASCII only: no raw control characters

@@ -1,7 +1,7 @@
 """The one configuration file, `/etc/chatmail/chatmail.ini`, read once at start.
 
-`[chatmail]` holds what all services share; `[auth]`, `[milter]` and `[expire]` hold one
-service each. Every option has a default (see `docs/configuration.md`). A bad value raises
+`[chatmail]` holds what all services share; `[auth]`, `[milter]`, `[expire]` and `[metadata]`
+hold one service each. Every option has a default (see `docs/configuration.md`). A bad value raises
 `ConfigError` with one line naming the file, the key and what is wrong; the command-line
 front ends turn it into exit status 78 (EX_CONFIG). Unknown keys become warnings.
 """
@@ -188,6 +188,35 @@ def _printable(text: str) -> str:
     return value
 
 
+def _optional_url(text: str) -> str:
+    """An http(s) URL of printable ASCII without spaces, or empty."""
+    value = text.strip()
+    if not value:
+        return ""
+    if not re.fullmatch(r"https?://[!-~]+", value):
+        raise ValueError(f"must be an http:// or https:// URL without spaces: {value!r}")
+    return value
+
+
+def _optional_host(text: str) -> str:
+    """A host name or IPv4 address, or empty. No IPv6 literal: the value goes into the
+    colon-separated `host:port:expiry:password` of the TURN metadata key."""
+    value = text.strip().lower()
+    if not value:
+        return ""
+    try:
+        address = ipaddress.ip_address(value)
+    except ValueError:
+        address = None
+    if address is not None:
+        if address.version == 6:
+            raise ValueError(f"an IPv6 address cannot be told to clients, use a name: {value!r}")
+        return str(address)
+    if not _DOMAIN_RE.match(value):
+        raise ValueError(f"not a host name or IP address: {text.strip()!r}")
+    return value
+
+
 def _default_domain() -> str:
     name = socket.getfqdn().strip().lower()
     return name if _DOMAIN_RE.match(name) else "localhost"
@@ -213,6 +242,11 @@ class ChatmailSection:
     )
     max_mailbox_size: int = _opt(_positive_size, "500M", "per-account storage limit (quota)")
     max_message_size: int = _opt(_positive_size, "31457280", "largest message accepted, in bytes")
+    max_recipients: int = _opt(
+        _int_range(1, 100000),
+        "1000",
+        "recipients per SMTP transaction (Postfix smtpd_recipient_limit; told to clients)",
+    )
     log_level: str = _opt(
         _log_level, "info", "debug, info, warning or error; addresses appear only at debug"
     )
@@ -353,6 +387,64 @@ class DnsSection:
     )
 
 
+@dataclass(frozen=True)
+class MetadataSection:
+    """`[metadata]`: the IMAP METADATA responder (push device tokens, server keys)."""
+
+    socket: str = _opt(
+        _abs_path, "/run/chatmail/metadata.sock", "socket path when not socket-activated"
+    )
+    max_tokens: int = _opt(
+        _int_range(1, 1000), "10", "push device tokens kept per account (the oldest go first)"
+    )
+    token_max_age_days: int = _opt(
+        _int_range(1), "90", "days after which a device token not set again is forgotten"
+    )
+    iroh_relay: str = _opt(
+        _optional_url, "", "URL of the iroh relay told to clients (empty: none announced)"
+    )
+    turn_host: str = _opt(
+        _optional_host, "", "host name of the TURN server told to clients (empty: none)"
+    )
+    turn_port: int = _opt(_int_range(1, 65535), "3478", "port of the TURN server")
+    turn_secret_file: str = _opt(
+        _abs_path,
+        "/etc/chatmail/turn-secret",
+        "file holding the secret shared with the TURN server (coturn static-auth-secret)",
+    )
+    turn_credential_lifetime: int = _opt(
+        _int_range(86400, 31536000),
+        "432000",
+        "seconds a TURN credential stays valid (clients renew 12 h before expiry)",
+    )
+    app_versions_file: str = _opt(
+        _optional_abs_path,
+        "/etc/chatmail/appversions.json",
+        "JSON file told to clients as appversions (missing or empty setting: none)",
+    )
+    notify_url: str = _opt(
+        _optional_url,
+        "https://notifications.delta.chat/notify",
+        "notification service a new message's device tokens are POSTed to (empty: no push)",
+    )
+    notify_ca_file: str = _opt(
+        _optional_abs_path,
+        "",
+        "CA certificates the notification service is checked against (default: the system's)",
+    )
+    queue_dir: str = _opt(
+        _abs_path, "/var/lib/chatmail/notify-queue", "pending notifications, one file each"
+    )
+    notify_retry_base: float = _opt(
+        _positive_float, "8", "seconds before the first retry; doubled after each failure"
+    )
+    notify_give_up_after: int = _opt(
+        _int_range(1), "18000", "seconds after the first attempt a notification is given up"
+    )
+    notify_concurrency: int = _opt(_int_range(1, 256), "8", "notifications sent at once at most")
+    notify_timeout: float = _opt(_positive_float, "30", "seconds one notification POST may take")
+
+
 SECTIONS: dict[str, type] = {
     "chatmail": ChatmailSection,
     "auth": AuthSection,
@@ -360,6 +452,7 @@ SECTIONS: dict[str, type] = {
     "expire": ExpireSection,
     "dkim": DkimSection,
     "dns": DnsSection,
+    "metadata": MetadataSection,
 }
 
 
@@ -374,6 +467,7 @@ class Config:
     expire: ExpireSection
     dkim: DkimSection
     dns: DnsSection
+    metadata: MetadataSection
     warnings: tuple[str, ...] = ()
 
 

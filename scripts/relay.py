@@ -69,7 +69,15 @@ def main() -> int:
     parser.add_argument("--smtps-port", type=int, default=2465)
     parser.add_argument("--imap-port", type=int, default=2143)
     parser.add_argument("--imaps-port", type=int, default=2993)
+    parser.add_argument(
+        "--address",
+        default="127.0.0.1",
+        help="loopback address to listen on (with --imaps-port 993 --smtps-port 465, what "
+        "tools that assume the standard ports, such as cmrelayinfo, expect)",
+    )
     args = parser.parse_args()
+    if not args.address.startswith("127."):
+        parser.error("--address must be a loopback address (127.0.0.0/8)")
     args.state.mkdir(parents=True, exist_ok=True)
     args.state.chmod(0o755)
     ports = Ports(
@@ -82,10 +90,16 @@ def main() -> int:
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    with LocalRelay(args.state.resolve(), domain=args.domain, ports=ports) as relay:
+    relay = LocalRelay(args.state.resolve(), domain=args.domain, ports=ports, address=args.address)
+    with relay:
         print(client_instructions(relay), flush=True)
         while not stop.wait(1):
-            for name, service in (("chatmail-auth", relay.auth), ("chatmail-milter", relay.milter)):
+            services = (
+                ("chatmail-auth", relay.auth),
+                ("chatmail-milter", relay.milter),
+                ("chatmail-metadata", relay.metadata),
+            )
+            for name, service in services:
                 if service and not service.alive:
                     print(f"{name} exited; see {service.log_path}; restarting", file=sys.stderr)
                     service.start()

@@ -3,8 +3,9 @@
     .venv/bin/python scripts/render-mail-config.py --config /etc/chatmail/chatmail.ini \\
         --tls-cert /etc/ssl/certs/chat.pem --tls-key /etc/ssl/private/chat.key --out DIR
 
-writes DIR/postfix/ (main.cf, master.cf and their maps) and
-DIR/dovecot/{dovecot.conf,chatmail-auth.conf.ext}, filled with the production values that
+writes DIR/postfix/ (main.cf, master.cf and their maps),
+DIR/dovecot/{dovecot.conf,chatmail-auth.conf.ext,push_notification.lua} and, when
+[metadata] turn_host is set, DIR/coturn/turnserver.conf, filled with the production values that
 docs/relay.md lists. The local relay (scripts/relay.sh) renders the same templates.
 """
 
@@ -25,9 +26,19 @@ from harness.render import (
     SYSTEM_CA_FILE,
     postfix_values,
     render,
+    turn_values,
 )
 
 from chatmail_services.config import load_config
+
+# coturn on a production relay: every IPv4 address, relay addresses chosen by coturn, no
+# log (its session lines name client addresses), Debian's pid file.
+PRODUCTION_TURN = {
+    "turn_listen": "0.0.0.0",
+    "turn_relay_ips": "",
+    "turn_log": "/dev/null",
+    "turn_pid": "/run/turnserver/turnserver.pid",
+}
 
 
 def production_values(config, cert: str, key: str, mail_user: str) -> dict[str, object]:
@@ -54,6 +65,8 @@ def production_values(config, cert: str, key: str, mail_user: str) -> dict[str, 
         "mail_user": mail_user,
         "auth_dict_conf": "/etc/dovecot/chatmail-auth.conf.ext",
         "auth_socket": "/run/chatmail/auth.sock",
+        "metadata_socket": "/run/chatmail/metadata.sock",
+        "push_lua": "/etc/dovecot/push_notification.lua",
         "imap_port": 143,
         "imaps_port": 993,
         "lmtp_socket": "/var/spool/postfix/private/dovecot-lmtp",
@@ -69,9 +82,8 @@ def main() -> int:
     parser.add_argument("--mail-user", default="vmail")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
-    values = production_values(
-        load_config(args.config), args.tls_cert, args.tls_key, args.mail_user
-    )
+    config = load_config(args.config)
+    values = production_values(config, args.tls_cert, args.tls_key, args.mail_user)
     for part in ("postfix", "dovecot"):
         (args.out / part).mkdir(parents=True, exist_ok=True)
     for name in POSTFIX_RENDERED:
@@ -80,6 +92,12 @@ def main() -> int:
         shutil.copy(TEMPLATES / "postfix" / name, args.out / "postfix" / name)
     for name in ("dovecot.conf", "chatmail-auth.conf.ext"):
         render(f"dovecot/{name}", values, args.out / "dovecot" / name)
+    shutil.copy(TEMPLATES / "dovecot" / "push_notification.lua", args.out / "dovecot")
+    if config.metadata.turn_host:
+        (args.out / "coturn").mkdir(exist_ok=True)
+        turn = {**turn_values(config), **PRODUCTION_TURN, "turn_port": config.metadata.turn_port}
+        render("coturn/turnserver.conf", turn, args.out / "coturn" / "turnserver.conf")
+        (args.out / "coturn" / "turnserver.conf").chmod(0o640)  # it holds the secret
     print(f"rendered into {args.out}")
     return 0
 

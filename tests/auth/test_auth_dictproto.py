@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from auth.authtools import esc_e
-from chatmail_services.authsocket import dictproto as dp
 from hypothesis import given
 from hypothesis import strategies as st
+
+from chatmail_services import dictproto as dp
 
 # text with the characters that matter here well represented
 special = st.sampled_from(["\x01", "\t", "\r", "\n", '"', "'", "\\", "/", "\0", "é", "1", "t"])

@@ -12,6 +12,8 @@ from harness.deltachat import deltachat_core
 from harness.relay import LocalRelay
 
 DOMAIN = "chat.localhost"
+TURN_SECRET = "e2e-turn-secret"
+TURN_HOST = "127.0.0.1"  # the core resolves a name and drops what does not resolve
 
 
 @pytest.fixture(scope="package")
@@ -24,6 +26,9 @@ def observer_address() -> str:
 def relay(request: pytest.FixtureRequest, observer_address: str) -> Iterator[LocalRelay]:
     """The relay the whole e2e package shares (services log at debug level)."""
     root = stack_dir("chatmail-e2e-")
+    secret = root / "turn-secret"
+    secret.write_text(TURN_SECRET + "\n")
+    secret.chmod(0o644)
     relay = LocalRelay(
         root,
         domain=DOMAIN,
@@ -32,6 +37,7 @@ def relay(request: pytest.FixtureRequest, observer_address: str) -> Iterator[Loc
             # No DKIM key look-up may leave the machine: a loopback port where nothing answers
             # (a look-up would fail as a 4xx). These tests send no signed mail to port 25.
             "dkim": {"resolver": "127.0.0.1:9", "dns_timeout": 1},
+            "metadata": {"turn_host": TURN_HOST, "turn_secret_file": secret},
         },
         postfix_settings={"always_bcc": observer_address},
     )

@@ -6,6 +6,9 @@ log check runs last.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import imaplib
 import os
 import re
@@ -100,6 +103,21 @@ def test_first_login_creates_the_accounts(relay, pair):
         home = mailboxes / credentials["email"]
         assert (home / "password").read_text().startswith("{SHA512-CRYPT}$6$")
         assert (home / "enforceE2EEincoming").exists()
+
+
+def test_delta_chat_gets_the_relays_turn_server(relay, pair):
+    """The real client reads the TURN metadata key (GETMETADATA after login) and offers the
+    relay's TURN server for calls, with REST credentials over the configured secret."""
+    from e2e.conftest import TURN_HOST, TURN_SECRET
+
+    servers = wait_until(lambda: pair[0][0].ice_servers())
+    assert servers, pair[0][0].ice_servers()
+    (server,) = servers
+    assert any(f"turn:{TURN_HOST}:3478" in url for url in server["urls"]), server
+    username, credential = server["username"], server["credential"]
+    assert int(username) > time.time() + 86400
+    digest = hmac.new(TURN_SECRET.encode(), username.encode(), hashlib.sha1).digest()
+    assert credential == base64.b64encode(digest).decode()
 
 
 def test_printed_login_qr_configures_delta_chat(relay, deltachat):

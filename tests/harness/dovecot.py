@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -35,6 +36,7 @@ class Dovecot:
         config: Config,
         *,
         auth_socket: Path | None = None,
+        metadata_socket: Path | None = None,
         passwd_file: Path | None = None,
         lmtp_socket: Path | None = None,
         sasl_socket: Path | None = None,
@@ -55,6 +57,7 @@ class Dovecot:
         self.config = config
         self.auth_socket = auth_socket
         self.passwd_file = passwd_file
+        self.metadata_socket = metadata_socket
         self.dir = self.root / "dovecot"
         self.base_dir = self.dir / "run"
         self.lmtp_socket = lmtp_socket or self.dir / "lmtp"
@@ -85,12 +88,15 @@ class Dovecot:
             "mail_user": MAIL_USER,
             "auth_dict_conf": dict_conf,
             "auth_socket": self.auth_socket or self.dir / "no-auth-socket",
+            "metadata_socket": self.metadata_socket or self.dir / "no-metadata-socket",
+            "push_lua": self.dir / "push_notification.lua",
             "imap_port": self.imap_port,
             "imaps_port": self.imaps_port,
             "lmtp_socket": self.lmtp_socket,
             "sasl_socket": self.sasl_socket,
         }
         render("dovecot/chatmail-auth.conf.ext", values, dict_conf)
+        shutil.copy(TEMPLATES / "dovecot" / "push_notification.lua", self.dir)
         text = render_text((TEMPLATES / "dovecot" / "dovecot.conf").read_text(), values)
         if self.passwd_file:
             start = text.index("passdb {")
@@ -107,6 +113,12 @@ class Dovecot:
                 + text[end:]
             )
             text = text.replace(" last_login\n", "\n")
+        if self.metadata_socket is None:
+            # no chatmail-metadata here: no push hook that would fail on every delivery
+            text = text.replace(" mail_lua notify push_notification push_notification_lua", "")
+            text = "\n".join(
+                line for line in text.split("\n") if "push_notification_driver" not in line
+            )
         self.conf.write_text(text)
 
     def start(self) -> Dovecot:

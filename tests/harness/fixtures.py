@@ -48,11 +48,14 @@ def write_test_dkim_key(path: Path) -> Path:
 
 def write_test_config(root: Path, milter_socket: Path, **sections: dict[str, object]) -> Config:
     """Write root/chatmail.ini for tests (domain chat.example, Maildirs in root/mailboxes,
-    headroom checks relaxed for a busy machine, the session's DKIM key in root/dkim.private)
-    and load it; keyword args override sections."""
+    headroom checks relaxed for a busy machine, the session's DKIM key in root/dkim.private,
+    no push notifications: nothing leaves this machine) and load it; keyword args override
+    sections."""
     mailboxes = root / "mailboxes"
     mailboxes.mkdir(exist_ok=True)
     key_file = write_test_dkim_key(root / "dkim.private")
+    queue = root / "notify-queue"
+    queue.mkdir(exist_ok=True)
     merged: dict[str, dict[str, object]] = {
         "chatmail": {"mail_domain": "chat.example", "mailboxes_dir": mailboxes},
         "auth": {
@@ -64,6 +67,7 @@ def write_test_config(root: Path, milter_socket: Path, **sections: dict[str, obj
         },
         "milter": {"socket": milter_socket},
         "dkim": {"key_file": key_file},
+        "metadata": {"notify_url": "", "queue_dir": queue},
     }
     for section, values in sections.items():
         merged.setdefault(section, {}).update(values)
@@ -80,7 +84,8 @@ def write_test_config(root: Path, milter_socket: Path, **sections: dict[str, obj
 def stack_config(root: Path, **sections: dict[str, object]) -> Config:
     """The test config for real daemons: mailboxes owned by the mail user, the milter socket
     where the harness's Postfix looks for it."""
-    (root / "mailboxes").mkdir(exist_ok=True)
-    os.chown(root / "mailboxes", *mail_ids())
+    for name in ("mailboxes", "notify-queue"):
+        (root / name).mkdir(exist_ok=True)
+        os.chown(root / name, *mail_ids())
     milter_socket = root / "postfix" / "queue" / "chatmail" / "milter.sock"
     return write_test_config(root, milter_socket, **sections)

@@ -15,7 +15,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def wait_for_tcp(port: int, timeout: float = 15.0, host: str = "127.0.0.1") -> None:
-    """Wait until something accepts connections on host:port."""
+    """Wait until something accepts connections on host:port (a loopback address)."""
     deadline = time.monotonic() + timeout
     while True:
         try:

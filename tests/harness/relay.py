@@ -1,4 +1,4 @@
-"""A complete chatmail relay on loopback: Postfix, Dovecot and the three services.
+"""A complete chatmail relay on loopback: Postfix, Dovecot and our socket-activated services.
 
 Used by scripts/relay.sh, the end-to-end tests, the federation tests and bench/relay. The
 services run exactly as their units in systemd-units/ describe (ExecStart, socket path, owner
@@ -83,11 +83,13 @@ class LocalRelay:
         (self.root / "run").mkdir(parents=True, exist_ok=True)
         self.root.joinpath("run").chmod(0o755)
         self.auth_socket = self.root / "run" / "auth.sock"
+        self.metadata_socket = self.root / "run" / "metadata.sock"
         sections: dict[str, dict[str, object]] = {
             "chatmail": {"mail_domain": domain},
             "auth": {"socket": self.auth_socket},
             "dkim": {"key_file": self.root / "dkim" / "chatmail.private"},
             "dns": {"ipv4": address},  # the A record chatmail-dns prints
+            "metadata": {"socket": self.metadata_socket},
         }
         if nameserver is not None:
             sections["dkim"]["resolver"] = f"{nameserver[0]}:{nameserver[1]}"
@@ -118,6 +120,7 @@ class LocalRelay:
             self.root,
             self.config,
             auth_socket=self.auth_socket,
+            metadata_socket=self.metadata_socket,
             lmtp_socket=self.postfix.lmtp_socket,
             sasl_socket=self.postfix.sasl_socket,
             imap_port=ports.imap,
@@ -127,9 +130,11 @@ class LocalRelay:
         )
         self._socket_paths = {
             "/run/chatmail/auth.sock": self.auth_socket,
+            "/run/chatmail/metadata.sock": self.metadata_socket,
             "/var/spool/postfix/chatmail/milter.sock": Path(self.config.milter.socket),
         }
         self.auth = self._service("chatmail-auth")
+        self.metadata = self._service("chatmail-metadata")
         self.milter = self._service("chatmail-milter") if milter else None
 
     @property
@@ -227,11 +232,13 @@ class LocalRelay:
     def start(self) -> LocalRelay:
         try:
             self.auth.start()
+            self.metadata.start()
             if self.milter:
                 self.milter.start()
             self.dovecot.start()
             self.postfix.start()
             wait_for_unix(self.auth_socket)
+            wait_for_unix(self.metadata_socket)
         except BaseException:
             self.stop()
             raise
@@ -241,7 +248,7 @@ class LocalRelay:
         for stop in (self.postfix.stop, self.dovecot.stop):
             with contextlib.suppress(Exception):  # keep stopping the rest
                 stop()
-        for service in (self.milter, self.auth):
+        for service in (self.milter, self.metadata, self.auth):
             if service:
                 service.close()
 

@@ -31,7 +31,14 @@ def postfix_values(config: Config) -> dict[str, object]:
         "mail_domain": config.chatmail.mail_domain,
         "mail_domain_regex": domain_regex(config.chatmail.mail_domain),
         "max_message_size": config.chatmail.max_message_size,
+        "max_recipients": config.chatmail.max_recipients,
     }
+
+
+def turn_values(config: Config) -> dict[str, object]:
+    """coturn's values that follow from the chatmail config: realm and the shared secret."""
+    secret = Path(config.metadata.turn_secret_file).read_text().strip()
+    return {"mail_domain": config.chatmail.mail_domain, "turn_secret": secret}
 
 
 POSTFIX_RENDERED = ("main.cf", "master.cf", "recipient_access")

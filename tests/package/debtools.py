@@ -317,8 +317,8 @@ def wait_for_socket(path: Path, timeout: float = 15) -> None:
 
 
 def dict_exchange(path: Path, lines: list[str], timeout: float = 15) -> list[str]:
-    """Send Dovecot dict protocol lines (hello first) and return one reply line per lookup."""
-    wanted = sum(1 for line in lines if line.startswith("L"))
+    """Send Dovecot dict protocol lines (hello first); one reply line per lookup or commit."""
+    wanted = sum(1 for line in lines if line.startswith(("L", "C")))  # lookups and commits
     with socket.socket(socket.AF_UNIX) as sock:
         sock.settimeout(timeout)
         sock.connect(str(path))

@@ -50,9 +50,19 @@ UNIT_DIR = Path("/lib/systemd/system")
 MAILBOXES = Path("/var/lib/chatmail/mailboxes")
 DIST = Path("/usr/lib/python3/dist-packages")
 DOMAIN = "chat.example"
-SERVICES = ["chatmail-auth.service", "chatmail-milter.service", "chatmail-expire.service"]
-COMMANDS = ["chatmail-auth", "chatmail-milter", "chatmail-expire", "chatmail-dns"]
-STARTED_UNITS = ["chatmail-auth.socket", "chatmail-milter.socket", "chatmail-expire.timer"]
+SERVICES = [
+    "chatmail-auth.service",
+    "chatmail-milter.service",
+    "chatmail-metadata.service",
+    "chatmail-expire.service",
+]
+COMMANDS = ["chatmail-auth", "chatmail-milter", "chatmail-metadata", "chatmail-expire", "chatmail-dns"]
+STARTED_UNITS = [
+    "chatmail-auth.socket",
+    "chatmail-milter.socket",
+    "chatmail-metadata.socket",
+    "chatmail-expire.timer",
+]
 WANTS = {".socket": "sockets.target.wants", ".timer": "timers.target.wants"}
 # present while the package on this machine is the one this test installed
 OURS = Path("/var/tmp/chatmail-services-package-test.installed")
@@ -198,22 +208,25 @@ def test_installed_files(pkg):
         "/usr/bin/chatmail-milter",
         "/usr/bin/chatmail-expire",
         "/usr/bin/chatmail-dns",
+        "/usr/bin/chatmail-metadata",
         "/etc/chatmail/chatmail.ini",
         "/usr/lib/tmpfiles.d/chatmail-services.conf",
         "/usr/share/man/man8/chatmail-auth.8.gz",
         "/usr/share/man/man8/chatmail-milter.8.gz",
         "/usr/share/man/man8/chatmail-expire.8.gz",
         "/usr/share/man/man8/chatmail-dns.8.gz",
+        "/usr/share/man/man8/chatmail-metadata.8.gz",
         "/usr/share/man/man5/chatmail.ini.5.gz",
         "/usr/share/doc/chatmail-services/admin.md",
         "/usr/share/doc/chatmail-services/copyright",
         *(f"{UNIT_DIR}/{unit.name}" for unit in (REPO / "systemd-units").iterdir()),
         *(f"{DIST}/chatmail_services/{sub}/__init__.py" for sub in ("milter", "authsocket")),
         f"{DIST}/chatmail_services/expire/__init__.py",
+        f"{DIST}/chatmail_services/metadata/__init__.py",
     }
     assert expected <= files, sorted(expected - files)
     # every module of the repo's subpackages is installed (package_dir survived pybuild)
-    for folder in ("milter", "authsocket", "expire", "dnszone"):
+    for folder in ("milter", "authsocket", "expire", "metadata", "dnszone"):
         for module in (REPO / folder).glob("*.py"):
             assert f"{DIST}/chatmail_services/{folder}/{module.name}" in files
     # no top-level "milter" from us: python3-milter owns that name
@@ -234,7 +247,7 @@ def test_installed_files(pkg):
 def test_installed_code_runs_on_debians_python_with_debians_modules(pkg):
     probe = (
         "import Milter, milter, systemd.daemon, chatmail_services, "
-        "chatmail_services.milter.adapter, chatmail_services.authsocket.server, "
+        "chatmail_services.milter.adapter, chatmail_services.dictserver, "
         "chatmail_services.expire.scan, chatmail_services.dnszone.cli, dkim, dns.resolver, "
         "cryptography\n"
         "for m in (Milter, milter, systemd.daemon, chatmail_services): print(m.__file__)"
@@ -332,6 +345,7 @@ grep -q "^NoNewPrivs:.1" /proc/self/status && echo "no new privileges"
         ("chatmail-auth.service", True),
         ("chatmail-milter.service", False),
         ("chatmail-expire.service", True),
+        ("chatmail-metadata.service", True),
     ],
 )
 def test_the_sandbox_emulation_denies_what_the_unit_denies(pkg, service, mailboxes_writable):
@@ -355,6 +369,8 @@ def test_the_sandbox_emulation_denies_what_the_unit_denies(pkg, service, mailbox
         expected -= {"no network", "inet refused"}
     if mailboxes_writable:
         expected.add("mailboxes writable")
+    if service == "chatmail-metadata.service":  # the notifier's HTTPS: network, inet sockets
+        expected -= {"no network", "inet refused"}
     assert seen == expected, result.stdout + result.stderr
     # and outside the sandbox the same probe sees none of it
     outside = set(run(["sh", "-c", probe]).stdout.splitlines())
@@ -414,6 +430,31 @@ def test_auth_lookup_through_the_installed_service(pkg, tmp_path):
     finally:
         log = stop(proc) + (tmp_path / "auth.log").read_text()
     # SIGTERM (systemctl stop) ends it cleanly: exit 0 or death by that signal
+    assert proc.returncode in (0, -15), log
+    assert "Traceback" not in log, log
+
+
+def test_device_token_through_the_installed_metadata_service(pkg, tmp_path):
+    """An account made by the installed chatmail-auth gets a push token from the installed
+    chatmail-metadata, in its sandbox, stored in its home as vmail."""
+    _installed(pkg)
+    address = f"{_local_part()}@{DOMAIN}"
+    pkg.accounts.append(MAILBOXES / address)
+    proc, path = _activate(pkg, "chatmail-auth", tmp_path / "auth.log")
+    try:
+        reply = dict_exchange(path, ["H3\t2\t0\t\tauth", f'Lshared/passdb/pw{address}"{address}\t'])
+        assert reply[0].startswith("O"), reply
+    finally:
+        stop(proc)
+    proc, path = _activate(pkg, "chatmail-metadata", tmp_path / "metadata.log")
+    key = "priv/" + "0" * 32 + "/devicetoken"
+    hello = "H3\t2\t0\t\tmetadata"
+    try:
+        assert dict_exchange(path, [hello, f"B1\t{address}", f"S1\t{key}\t1111", "C1"]) == ["O"]
+        assert dict_exchange(path, [hello, f"L{key}\t{address}"]) == ["O1111"]
+        assert mode_owner(MAILBOXES / address / "devicetokens")[:2] == (0o600, "vmail")
+    finally:
+        log = stop(proc) + (tmp_path / "metadata.log").read_text()
     assert proc.returncode in (0, -15), log
     assert "Traceback" not in log, log
 

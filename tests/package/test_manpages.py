@@ -18,10 +18,11 @@ PAGES = [
     "chatmail-auth.8",
     "chatmail-milter.8",
     "chatmail-expire.8",
+    "chatmail-metadata.8",
     "chatmail-dns.8",
     "chatmail.ini.5",
 ]
-COMMANDS = ["chatmail-auth", "chatmail-milter", "chatmail-expire", "chatmail-dns"]
+COMMANDS = ["chatmail-auth", "chatmail-milter", "chatmail-expire", "chatmail-metadata", "chatmail-dns"]
 # Commands that take options only, no subcommands.
 WITHOUT_SUBCOMMANDS = {"chatmail-expire", "chatmail-dns"}
 

@@ -25,7 +25,12 @@ pytestmark = pytest.mark.package
 
 RELEASE = "bookworm"
 MAIL_STACK = ("postfix", "dovecot-imapd", "dovecot-lmtpd", "nginx")
-SERVICES = ("chatmail-auth.service", "chatmail-milter.service", "chatmail-expire.service")
+SERVICES = (
+    "chatmail-auth.service",
+    "chatmail-milter.service",
+    "chatmail-metadata.service",
+    "chatmail-expire.service",
+)
 DOMAIN = "chat.example"
 MAILBOXES = "/var/lib/chatmail/mailboxes"
 AUTH_SOCKET = "/run/chatmail/auth.sock"
@@ -139,7 +144,12 @@ def test_installing_postfix_later_starts_the_milter_socket(ct):
 
 
 def test_sockets_and_timer_are_active_and_no_service_runs_yet(ct):
-    for unit in ("chatmail-auth.socket", "chatmail-milter.socket", "chatmail-expire.timer"):
+    for unit in (
+        "chatmail-auth.socket",
+        "chatmail-milter.socket",
+        "chatmail-metadata.socket",
+        "chatmail-expire.timer",
+    ):
         assert _active(ct, unit) == "active", unit
         assert ct.run(["systemctl", "is-enabled", unit]).stdout.strip() == "enabled"
     for unit in SERVICES:
@@ -219,6 +229,7 @@ def _probe(ct: Container, service: str) -> set[str]:
     [
         ("chatmail-auth.service", {MAILBOXES}),
         ("chatmail-milter.service", set()),
+        ("chatmail-metadata.service", {MAILBOXES}),  # and its notify-queue (not probed)
         ("chatmail-expire.service", {MAILBOXES}),
     ],
 )
@@ -325,7 +336,12 @@ def test_a_documented_dropin_takes_effect_after_daemon_reload(ct):
 def test_reinstall_is_quiet_and_keeps_everything_running(ct):
     output = _apt(ct, "install", "--reinstall", ct.deb)
     assert not re.search(r"(?i)warning|failed|could not", output), output
-    for unit in ("chatmail-auth.socket", "chatmail-milter.socket", "chatmail-expire.timer"):
+    for unit in (
+        "chatmail-auth.socket",
+        "chatmail-milter.socket",
+        "chatmail-metadata.socket",
+        "chatmail-expire.timer",
+    ):
         assert _active(ct, unit) == "active", unit
     assert ct.path("/etc/chatmail/chatmail.ini").read_text() == CONFIG
     assert ct.state() == "running", ct.run("systemctl --failed").stdout
@@ -377,6 +393,11 @@ def test_installed_together_with_the_mail_stack_every_socket_listens(ct_at_once)
     output = _apt(ct, "install", ct.deb, "nginx")
     assert "Could not execute systemctl" not in output, output
     assert ct.path("/usr/sbin/postfix").exists() and ct.path("/usr/sbin/dovecot").exists()
-    for unit in ("chatmail-auth.socket", "chatmail-milter.socket", "chatmail-expire.timer"):
+    for unit in (
+        "chatmail-auth.socket",
+        "chatmail-milter.socket",
+        "chatmail-metadata.socket",
+        "chatmail-expire.timer",
+    ):
         assert _active(ct, unit) == "active", unit + _journal(ct, unit)
     assert ct.state() == "running", ct.run("systemctl --failed").stdout

@@ -8,7 +8,10 @@ from pathlib import Path
 from harness import REPO, VENV_BIN
 
 
-def test_production_configs_parse(tmp_path: Path, config):
+def test_production_configs_parse(tmp_path: Path, make_config):
+    secret = tmp_path / "turn-secret"
+    secret.write_text("production-secret\n")
+    config = make_config(metadata={"turn_host": "turn.chat.example", "turn_secret_file": secret})
     out = tmp_path / "rendered"
     subprocess.run(
         [
@@ -50,5 +53,14 @@ def test_production_configs_parse(tmp_path: Path, config):
         check=True,
     )
     assert "driver = dict" in doveconf.stdout
+    assert doveconf.stderr == "", doveconf.stderr
+    assert "mail_attribute_dict = proxy:/run/chatmail/metadata.sock:metadata" in doveconf.stdout
+    assert "imap_capability = +XDELTAPUSH XCHATMAIL" in doveconf.stdout
+    assert "imap_metadata = yes" in doveconf.stdout
+    assert "smtpd_recipient_limit = 1000" in postconf.stdout
     assert "last_login_dict = proxy:/run/chatmail/auth.sock:lastlogin" in doveconf.stdout
     assert "chat.example" in (out / "postfix" / "main.cf").read_text()
+    turn = (out / "coturn" / "turnserver.conf").read_text()
+    assert "static-auth-secret=production-secret\n" in turn and "use-auth-secret\n" in turn
+    assert (out / "coturn" / "turnserver.conf").stat().st_mode & 0o777 == 0o640
+    # real coturn reads the same template in tests/metadata/test_metadata_turn.py

@@ -1,4 +1,5 @@
-"""The dict server: asyncio for the life cycle, one inner epoll set for the sockets.
+"""The dict server of chatmail-auth and chatmail-metadata: asyncio for the life cycle, one
+inner epoll set for the sockets.
 
 Connection setup is the hot path (Dovecot 2.3 opens a connection for nearly every lookup), so
 connections are plain sockets in an epoll set of their own, which the asyncio loop watches as
@@ -7,6 +8,9 @@ closed socket leaves the set by itself. Per connection: accept, read at once wha
 already sent, answer, wait for EOF. Replies leave in order; pipelined lines are answered in one
 write. Slow work (account creation, iteration) runs in worker threads while the connection's
 later lines wait. Signals, timers and the thread pool's results stay with asyncio.
+
+What a service answers is its `Session` (one per connection, made by the session factory):
+`handle(line)` returns the reply text, None, or a `Deferred` for a worker thread.
 """
 
 from __future__ import annotations
@@ -16,15 +20,17 @@ import concurrent.futures
 import contextlib
 import errno
 import logging
+import os
 import resource
 import select
 import signal
 import socket
+import stat
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
 
-from .accounts import Settings
-from .session import Deferred, Session
-
-log = logging.getLogger("chatmail.auth")
+from .activation import inherited_sockets, notify_ready
 
 MAX_LINE = 64 * 1024  # Dovecot's DICT_CLIENT_MAX_LINE_LENGTH
 MAX_PENDING_OUTPUT = 256 * 1024
@@ -35,6 +41,20 @@ FD_RESERVE = 64  # descriptors kept free for account files, the thread pool, log
 _IN = select.EPOLLIN
 _OUT = select.EPOLLOUT
 _DONTWAIT = socket.MSG_DONTWAIT
+
+
+@dataclass
+class Deferred:
+    """Slow work for a worker thread, and how to turn its result into the reply."""
+
+    work: Callable[[], Any]
+    finish: Callable[[Any], str]
+
+
+class Session(Protocol):
+    """One connection's state: serves one protocol line at a time."""
+
+    def handle(self, line: str) -> str | Deferred | None: ...
 
 
 def connection_limit() -> int:
@@ -63,10 +83,18 @@ class _Conn:
 class DictServer:
     """Serves the dict protocol on listening UNIX sockets until `stop()`."""
 
-    def __init__(self, settings: Settings, listeners: list[socket.socket], workers: int = 8):
-        self.settings = settings
+    def __init__(
+        self,
+        new_session: Callable[[], Session],
+        listeners: list[socket.socket],
+        workers: int = 8,
+        name: str = "dict",
+    ):
+        """`name` is the service's: threads are `chatmail-<name>`, the logger `chatmail.<name>`."""
+        self.new_session = new_session
+        self.log = logging.getLogger(f"chatmail.{name}")
         self.listeners = {lsock.fileno(): lsock for lsock in listeners}
-        self.pool = concurrent.futures.ThreadPoolExecutor(workers, "chatmail-auth")
+        self.pool = concurrent.futures.ThreadPoolExecutor(workers, f"chatmail-{name}")
         self.conns: dict[int, _Conn] = {}
         self.max_conns = connection_limit()
         self.epoll = select.epoll()
@@ -113,7 +141,7 @@ class DictServer:
         loop.remove_reader(self.epoll.fileno())
         self.epoll.close()
         self.pool.shutdown(wait=True)
-        log.info("stopped")
+        self.log.info("stopped")
 
     # -- the epoll set --
 
@@ -187,12 +215,12 @@ class DictServer:
                 if exc.errno in (errno.ECONNABORTED, errno.EPROTO):
                     continue
                 # EMFILE/ENFILE/ENOBUFS: leave the queue alone for a moment instead of spinning
-                log.error("accept failed: %s", exc.strerror)
+                self.log.error("accept failed: %s", exc.strerror)
                 self._set_accepting(False)
                 self.loop.call_later(0.1, self._resume_accepting)  # type: ignore[union-attr]
                 return
             # The socket stays in blocking mode; every call passes MSG_DONTWAIT instead.
-            conn = _Conn(sock, Session(self.settings))
+            conn = _Conn(sock, self.new_session())
             self.conns[conn.fd] = conn
             self._read(conn)  # the client usually sent hello and lookup already
             self._update(conn)
@@ -240,7 +268,7 @@ class DictServer:
             try:
                 reply = conn.session.handle(line)
             except Exception:
-                log.exception("internal error serving a dict line")
+                self.log.exception("internal error serving a dict line")
                 reply = "Finternal error\n"
             if reply is None:
                 continue
@@ -264,7 +292,7 @@ class DictServer:
         try:
             reply = deferred.finish(future.result())
         except Exception:
-            log.exception("internal error in deferred dict work")
+            self.log.exception("internal error in deferred dict work")
             reply = "Finternal error\n"
         self._write(conn, reply.encode("utf-8", "surrogateescape"))
         if self.conns.get(conn.fd) is conn:
@@ -309,3 +337,55 @@ class DictServer:
             conn.sock.close()
         if not self._accepting and len(self.conns) < self.max_conns:
             self._set_accepting(True)
+
+
+# -- running a service --
+
+SOCKET_MODE = 0o660
+
+
+def raise_fd_limit() -> None:
+    """Soft descriptor limit up to the hard one: one descriptor per concurrent connection."""
+    with contextlib.suppress(ValueError, OSError):
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard == resource.RLIM_INFINITY or hard > soft:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def bind(path: str) -> socket.socket:
+    """Listen on a UNIX socket at `path` (mode 0660), replacing a stale socket file."""
+    with contextlib.suppress(FileNotFoundError):
+        if stat.S_ISSOCK(os.lstat(path).st_mode):
+            os.unlink(path)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(path)
+    os.chmod(path, SOCKET_MODE)
+    sock.listen(4096)
+    return sock
+
+
+def serve(new_session: Callable[[], Session], socket_path: str, name: str) -> int:
+    """`serve` of a dict service: the inherited sockets (socket activation), else `socket_path`;
+    until SIGTERM or SIGINT. Returns the exit status."""
+    log = logging.getLogger(f"chatmail.{name}")
+    raise_fd_limit()
+    listeners = inherited_sockets()
+    if listeners:
+        log.info("serving %d inherited socket(s)", len(listeners))
+    else:
+        try:
+            listeners = [bind(socket_path)]
+        except OSError as exc:
+            log.error("cannot listen on %s: %s", socket_path, exc.strerror)
+            return 1
+        log.info("listening on %s", socket_path)
+    server = DictServer(new_session, listeners, name=name)
+
+    async def run() -> None:
+        server.loop = asyncio.get_running_loop()
+        server.install_signal_handlers()
+        notify_ready()
+        await server.serve()
+
+    asyncio.run(run())
+    return 0

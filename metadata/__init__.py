@@ -1,0 +1,1 @@
+"""chatmail-metadata: Dovecot's IMAP METADATA dict (push device tokens, server keys)."""

@@ -1,0 +1,73 @@
+"""Command line of chatmail-metadata: `serve`."""
+
+from __future__ import annotations
+
+import argparse
+import ssl
+import sys
+
+from chatmail_services import dictserver
+from chatmail_services.cli import add_config_argument, load_or_exit, log_config_warnings
+from chatmail_services.config import EX_CONFIG, Config
+from chatmail_services.logsetup import setup_logging
+
+from .notifier import Notifier, https_post
+from .notifyqueue import Policy, Queue
+from .serverkeys import SettingsError
+from .session import Notify, Session, Settings, forget_token, settings_from_config
+
+
+def _notifier(config: Config, settings: Settings) -> Notifier | None:
+    """The notifier of the config, or None when `notify_url` is empty."""
+    section = config.metadata
+    if not section.notify_url:
+        return None
+    try:
+        context = ssl.create_default_context(cafile=section.notify_ca_file or None)
+    except OSError as exc:
+        raise SettingsError(f"[metadata] notify_ca_file: cannot read: {exc.strerror}") from None
+    queue = Queue(section.queue_dir)
+    if not queue.dir.is_dir():
+        raise SettingsError(f"[metadata] queue_dir: {section.queue_dir} is not a directory")
+    return Notifier(
+        queue,
+        Policy(section.notify_retry_base, section.notify_give_up_after),
+        https_post(section.notify_url, context, section.notify_timeout),
+        lambda address, token: forget_token(settings, address, token),
+        section.notify_concurrency,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="chatmail-metadata",
+        description="Dovecot IMAP METADATA responder: push device tokens and server keys.",
+    )
+    add_config_argument(parser)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve = sub.add_parser("serve", help="serve Dovecot's dict protocol (socket activation)")
+    serve.add_argument("--socket", metavar="PATH", help="socket path without socket activation")
+    args = parser.parse_args(argv)
+    config = load_or_exit(args.config)
+    setup_logging(config.chatmail.log_level, "chatmail.metadata")
+    log_config_warnings(config)
+    try:
+        settings = settings_from_config(config)
+        notifier = _notifier(config, settings)
+    except SettingsError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return EX_CONFIG
+    notify: Notify | None = None
+    if notifier is not None:
+        notifier.start()
+        queue, submit = notifier.queue, notifier.submit
+
+        def notify(address: str, device_tokens: list[str]) -> None:
+            submit(queue.put(address, device_tokens))
+
+    socket_path = args.socket or config.metadata.socket
+    try:
+        return dictserver.serve(lambda: Session(settings, notify), socket_path, "metadata")
+    finally:
+        if notifier is not None:
+            notifier.stop()

@@ -1,0 +1,133 @@
+"""The notifier: one HTTPS POST per queued notification to the notification service, from a
+few worker threads, never in the way of a dict reply (so never delaying a delivery).
+
+200 (any 2xx): done. 410: the token is dead, so it is removed from the account. Anything else,
+or no answer: again later (`notifyqueue.after_attempt`), until `give_up_after`. Due
+notifications wait in a heap by time; at most `concurrency` POSTs run at once.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import heapq
+import logging
+import ssl
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+
+from . import notifyqueue
+from .notifyqueue import Pending, Policy, Queue
+
+log = logging.getLogger("chatmail.metadata")
+
+Post = Callable[[str], int | None]
+
+
+def https_post(url: str, context: ssl.SSLContext, timeout: float) -> Post:
+    """POST the token as the body; the HTTP status, or None when there was no answer."""
+    opener = urllib.request.build_opener(
+        urllib.request.HTTPSHandler(context=context), urllib.request.ProxyHandler({})
+    )
+
+    def post(token: str) -> int | None:
+        request = urllib.request.Request(url, data=token.encode("ascii"), method="POST")
+        request.add_header("Content-Type", "application/octet-stream")
+        try:
+            with opener.open(request, timeout=timeout) as response:
+                return response.status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+        except (OSError, ValueError) as exc:
+            log.info("notification service not reached: %s", type(exc).__name__)
+            return None
+
+    return post
+
+
+class Notifier:
+    def __init__(
+        self,
+        queue: Queue,
+        policy: Policy,
+        post: Post,
+        forget_token: Callable[[str, str], None],
+        concurrency: int = 8,
+    ) -> None:
+        self.queue = queue
+        self.policy = policy
+        self.post = post
+        self.forget_token = forget_token
+        self.concurrency = concurrency
+        self.pool = concurrent.futures.ThreadPoolExecutor(concurrency, "chatmail-notify")
+        self._heap: list[tuple[float, str, Pending]] = []
+        self._cond = threading.Condition()
+        self._in_flight = 0
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="chatmail-notify-sched", daemon=True)
+
+    def start(self) -> Notifier:
+        pending = self.queue.load()
+        if pending:
+            log.info("%d queued notification(s) from before the start", len(pending))
+        self.submit(pending)
+        self._thread.start()
+        return self
+
+    def submit(self, pending: list[Pending]) -> None:
+        with self._cond:
+            for item in pending:
+                heapq.heappush(self._heap, (item.next_try, item.id, item))
+            self._cond.notify()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop sending; POSTs under way get `timeout` to finish; the rest stays queued."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def _run(self) -> None:
+        with self._cond:
+            while not self._stopping:
+                now = time.time()
+                while self._heap and self._heap[0][0] <= now and self._in_flight < self.concurrency:
+                    _, _, item = heapq.heappop(self._heap)
+                    self._in_flight += 1
+                    self.pool.submit(self._send, item)
+                if self._in_flight >= self.concurrency or not self._heap:
+                    self._cond.wait()
+                else:
+                    self._cond.wait(max(0.0, self._heap[0][0] - now))
+
+    def _send(self, item: Pending) -> None:
+        try:
+            self._attempt(item)
+        except Exception:
+            log.exception("internal error sending a notification")
+        finally:
+            with self._cond:
+                self._in_flight -= 1
+                self._cond.notify()
+
+    def _attempt(self, item: Pending) -> None:
+        status = self.post(item.token)
+        outcome = notifyqueue.after_attempt(item, status, time.time(), self.policy)
+        if outcome == notifyqueue.DONE:
+            self.queue.remove(item)
+            log.debug("notified %s", item.address)
+        elif outcome == notifyqueue.FORGET_TOKEN:
+            self.forget_token(item.address, item.token)
+            self.queue.remove(item)
+            log.info("device token removed: the notification service no longer knows it")
+        elif outcome == notifyqueue.GIVE_UP:
+            self.queue.remove(item)
+            log.warning("notification given up after %d attempts", item.attempts + 1)
+        else:
+            self.queue.save(outcome)
+            log.info("notification answered %s, retry %d later", status, outcome.attempts)
+            self.submit([outcome])

@@ -1,0 +1,203 @@
+"""One dict connection of chatmail-metadata: dict protocol commands -> tokens, server keys,
+notifications (`/private/messagenew`, set by Dovecot's LMTP push hook).
+
+Dovecot names the account in the lookup's second field and in the transaction's `B` line;
+the mailbox GUID in the key does not matter (tokens are per account, whatever mailbox the
+client set them on). An account that does not exist has no tokens and gets none stored.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from chatmail_services import dictproto, layout
+from chatmail_services.config import Config
+from chatmail_services.dictserver import Deferred
+
+from . import keys, serverkeys, store, tokens
+from .serverkeys import Turn
+
+log = logging.getLogger("chatmail.metadata")
+
+METADATA_DICT = "metadata"
+MESSAGE_NEW = "messagenew"
+Notify = Callable[[str, list[str]], None]
+
+
+@dataclass(frozen=True)
+class Settings:
+    mail_domain: str
+    mailboxes_dir: str
+    max_recipients: int
+    max_tokens: int
+    max_age: int  # seconds
+    iroh_relay: str
+    turn: Turn | None
+    app_versions_file: str
+
+
+def settings_from_config(config: Config) -> Settings:
+    """Settings for the service; raises `serverkeys.SettingsError` (TURN secret unreadable)."""
+    section = config.metadata
+    return Settings(
+        mail_domain=config.chatmail.mail_domain,
+        mailboxes_dir=config.chatmail.mailboxes_dir,
+        max_recipients=config.chatmail.max_recipients,
+        max_tokens=section.max_tokens,
+        max_age=section.token_max_age_days * layout.DAY,
+        iroh_relay=section.iroh_relay,
+        turn=serverkeys.load_turn(config),
+        app_versions_file=section.app_versions_file,
+    )
+
+
+def account_home(settings: Settings, user: str) -> Path | None:
+    """The home of an existing account named `user`, or None."""
+    local = layout.local_part(settings.mail_domain, user)
+    if local is None:
+        return None
+    home = layout.account_dir(settings.mailboxes_dir, f"{local}@{settings.mail_domain}")
+    return home if home.is_dir() and not home.is_symlink() else None
+
+
+def server_value(settings: Settings, name: str, now: float) -> str | None:
+    if name == "maxsmtprecipients":
+        return str(settings.max_recipients)
+    if name == "irohrelay":
+        return settings.iroh_relay or None
+    if name == "turn":
+        return serverkeys.turn_credentials(settings.turn, now) if settings.turn else None
+    if name == "appversions":
+        return serverkeys.app_versions(settings.app_versions_file)
+    return None
+
+
+@dataclass
+class _Transaction:
+    user: str
+    changes: list[dictproto.Change] = field(default_factory=list)
+
+
+@dataclass
+class Session:
+    """Per-connection state: the dict name from the hello line and open transactions."""
+
+    settings: Settings
+    notify: Notify | None = None  # queue a notification per token of an account
+    name: str | None = None
+    transactions: dict[str, _Transaction] = field(default_factory=dict)
+
+    def handle(self, line: str) -> str | Deferred | None:
+        """Serve one line; return the reply, a `Deferred`, or None when no reply is due."""
+        cmd = dictproto.parse_line(line)
+        if isinstance(cmd, dictproto.Hello):
+            if cmd.name != METADATA_DICT:
+                log.warning("hello for unknown dict %r: its commands will fail", cmd.name)
+            self.name = cmd.name
+            return None
+        if isinstance(cmd, dictproto.Bad):
+            log.info("bad dict line: %s", cmd.reason)
+            return dictproto.fail(cmd.reason) if cmd.reply_due else None
+        if self.name != METADATA_DICT:
+            if isinstance(cmd, (dictproto.Lookup, dictproto.Iterate, dictproto.Commit)):
+                return dictproto.fail(f"unknown dict {self.name!r}")
+            return None
+        if isinstance(cmd, dictproto.Lookup):
+            return self._lookup(cmd.key, cmd.user)
+        if isinstance(cmd, dictproto.Begin):
+            self.transactions[cmd.tid] = _Transaction(cmd.user)
+            return None
+        if isinstance(cmd, dictproto.Change):
+            transaction = self.transactions.get(cmd.tid)
+            if transaction is not None:
+                transaction.changes.append(cmd)
+            return None
+        if isinstance(cmd, dictproto.Commit):
+            return self._commit(cmd.tid)
+        if isinstance(cmd, dictproto.Rollback):
+            self.transactions.pop(cmd.tid, None)
+            return None
+        return dictproto.ITER_END  # Iterate: attributes are looked up, never listed
+
+    def _lookup(self, raw_key: str, user: str) -> str:
+        key = keys.parse_key(raw_key)
+        settings = self.settings
+        if isinstance(key, keys.ServerKey):
+            value = server_value(settings, key.name, time.time())
+            return dictproto.NOT_FOUND if value is None else dictproto.ok(value)
+        if keys.is_device_token(key):
+            home = account_home(settings, user)
+            if home is None:
+                return dictproto.NOT_FOUND
+            now = int(time.time())
+            current = tokens.live(store.read(home), now, settings.max_age)
+            return dictproto.ok(tokens.joined(current)) if current else dictproto.NOT_FOUND
+        return dictproto.NOT_FOUND
+
+    def _commit(self, tid: str) -> str | Deferred:
+        transaction = self.transactions.pop(tid, None)
+        if transaction is None:
+            return dictproto.NOT_FOUND
+        new_tokens, message_new = [], False
+        for change in transaction.changes:
+            key = keys.parse_key(change.key)
+            if isinstance(key, keys.PrivateKey) and key.name == MESSAGE_NEW:
+                message_new = message_new or change.op == "S"
+                continue
+            if not keys.is_device_token(key):
+                return dictproto.commit_fail(tid, "this metadata key is read-only")
+            if change.op == "U":
+                continue  # a device's token is forgotten when it is not set again
+            if change.op != "S":
+                return dictproto.commit_fail(tid, "device tokens can only be set")
+            try:
+                new_tokens.append(tokens.validate(change.value))
+            except tokens.TokenError as exc:
+                log.info("device token refused: %s", exc)
+                return dictproto.commit_fail(tid, str(exc))
+        if not new_tokens and not message_new:
+            return dictproto.ok()
+        home = account_home(self.settings, transaction.user)
+        if home is None:
+            return dictproto.commit_fail(tid, "no such account")
+        settings, notify, user = self.settings, self.notify, transaction.user
+
+        def work() -> str:
+            now = int(time.time())
+            if new_tokens:
+
+                def change(current: list[tokens.Token]) -> list[tokens.Token]:
+                    for value in new_tokens:
+                        current = tokens.add(
+                            current, value, now, settings.max_tokens, settings.max_age
+                        )
+                    return current
+
+                try:
+                    stored = store.update(home, change)
+                except OSError as exc:
+                    log.error("cannot store a device token: %s", exc.strerror)
+                    return dictproto.commit_fail(tid, "cannot store the device token")
+                log.info("device token stored (%d for the account)", len(stored))
+                log.debug("device token stored for %s", user)
+            if message_new and notify is not None:
+                current = tokens.live(store.read(home), now, settings.max_age)
+                try:
+                    notify(home.name, [t.value for t in current])
+                except OSError as exc:
+                    log.error("cannot queue a notification: %s", exc.strerror)
+                    return dictproto.commit_fail(tid, "cannot queue the notification")
+            return dictproto.ok()
+
+        return Deferred(work, lambda reply: reply)
+
+
+def forget_token(settings: Settings, address: str, token: str) -> None:
+    """Remove a token the notification service called dead (410)."""
+    home = account_home(settings, address)
+    if home is not None:
+        store.update(home, lambda current: tokens.remove(current, token))

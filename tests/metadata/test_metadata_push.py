@@ -1,0 +1,190 @@
+"""The push flow end to end on loopback: Postfix -> LMTP -> Dovecot's Lua hook ->
+chatmail-metadata -> HTTPS POST to a local stand-in for the notification service."""
+
+from __future__ import annotations
+
+import http.server
+import shutil
+import smtplib
+import ssl
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from harness import stack_dir
+from harness.net import free_port
+from harness.relay import LocalRelay
+from harness.tls import self_signed_cert
+from metadata.imaptools import Imap
+
+pytestmark = pytest.mark.stack
+
+DOMAIN = "chat.localhost"
+PASSWORD = "push-test-password"
+
+
+class StandIn:
+    """An HTTPS server in place of notifications.delta.chat: records each POSTed token and
+    answers with `answers.get(token, 200)`; can go down and come back on the same port."""
+
+    def __init__(self, directory: Path) -> None:
+        self.cert, self.key = self_signed_cert(directory, "notify.localhost")
+        self.cert.chmod(0o644)
+        self.port = free_port()
+        self.received: list[str] = []
+        self.answers: dict[str, int] = {}
+        self.lock = threading.Lock()
+        self.server: http.server.ThreadingHTTPServer | None = None
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}/notify"
+
+    def start(self) -> None:
+        stand_in = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"])).decode()
+                with stand_in.lock:
+                    if self.path == "/notify":
+                        stand_in.received.append(body)
+                    status = stand_in.answers.get(body, 200)
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        http.server.ThreadingHTTPServer.allow_reuse_address = True
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(self.cert, self.key)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+        self.server = server
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        if self.server:
+            self.server.shutdown()
+            self.server.server_close()
+            self.server = None
+
+    def count(self, token: str) -> int:
+        with self.lock:
+            return self.received.count(token)
+
+
+@pytest.fixture(scope="module")
+def stand_in() -> Iterator[StandIn]:
+    directory = stack_dir("chatmail-notify-")
+    server = StandIn(directory)
+    server.start()
+    yield server
+    server.stop()
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def relay(stand_in: StandIn) -> Iterator[LocalRelay]:
+    root = stack_dir("chatmail-push-")
+    sections = {
+        "metadata": {
+            "notify_url": stand_in.url,
+            "notify_ca_file": stand_in.cert,
+            "notify_retry_base": 0.2,
+            "notify_give_up_after": 600,
+        }
+    }
+    relay = LocalRelay(root, domain=DOMAIN, milter=False, config_sections=sections)
+    try:
+        with relay:
+            yield relay
+            log = relay.service_logs()
+            assert "Traceback" not in log, log
+            assert f"@{DOMAIN}" not in log, log
+    except BaseException:
+        print(relay.service_logs()[-20000:], relay.dovecot.log_text()[-20000:])
+        raise
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def with_tokens(relay: LocalRelay, local: str, *device_tokens: str) -> str:
+    imap = Imap(relay.dovecot.imaps_port).login(f"{local}@{DOMAIN}", PASSWORD)
+    for token in device_tokens:
+        assert imap.set_token(token).startswith(b"OK")
+    imap.close()
+    return f"{local}@{DOMAIN}"
+
+
+def deliver(relay: LocalRelay, to: str, sender: str = "friend@elsewhere.example") -> None:
+    message = f"From: <{sender}>\r\nTo: <{to}>\r\nSubject: [...]\r\n\r\nencrypted, really\r\n"
+    with smtplib.SMTP("127.0.0.1", relay.postfix.smtp_port, timeout=30) as smtp:
+        smtp.sendmail(sender, [to], message)
+
+
+def wait_for(condition, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_one_post_per_token_of_the_recipient(relay, stand_in):
+    address = with_tokens(relay, "pushed001", "tokA1", "tokA2")
+    with_tokens(relay, "bystander", "tokB1")
+    deliver(relay, address)
+    wait_for(lambda: stand_in.count("tokA1") == 1 and stand_in.count("tokA2") == 1)
+    time.sleep(2)  # and nothing more: no duplicate, nothing for the bystander
+    assert (stand_in.count("tokA1"), stand_in.count("tokA2"), stand_in.count("tokB1")) == (1, 1, 0)
+    queue = Path(relay.config.metadata.queue_dir)
+    wait_for(lambda: not list(queue.iterdir()))  # done notifications leave the queue
+
+
+def test_a_message_to_oneself_notifies_nobody(relay, stand_in):
+    address = with_tokens(relay, "selfsend1", "tokSelf")
+    deliver(relay, address, sender=address)
+    home = Path(relay.config.chatmail.mailboxes_dir) / address
+    wait_for(lambda: list(home.glob("new/*")))  # delivered
+    time.sleep(2)
+    assert stand_in.count("tokSelf") == 0
+
+
+def test_410_deletes_the_token(relay, stand_in):
+    address = with_tokens(relay, "goneaway1", "tokDead", "tokAlive")
+    stand_in.answers["tokDead"] = 410
+    deliver(relay, address)
+    wait_for(lambda: stand_in.count("tokDead") == 1 and stand_in.count("tokAlive") == 1)
+    imap = Imap(relay.dovecot.imaps_port).login(address, PASSWORD)
+    wait_for(lambda: imap.get("INBOX", "/private/devicetoken") == {
+        "/private/devicetoken": b"tokAlive"
+    })  # fmt: skip
+    imap.close()
+    deliver(relay, address)
+    wait_for(lambda: stand_in.count("tokAlive") == 2)
+    time.sleep(1)
+    assert stand_in.count("tokDead") == 1
+
+
+def test_nothing_lost_while_the_service_is_down_and_the_notifier_killed(relay, stand_in):
+    address = with_tokens(relay, "patient01", "tokWait")
+    stand_in.stop()
+    for _ in range(3):
+        deliver(relay, address)
+    queue = Path(relay.config.metadata.queue_dir)
+    wait_for(lambda: len(list(queue.glob("*.json"))) == 3)
+    time.sleep(1.5)  # a few failed attempts
+    relay.metadata.kill()  # SIGKILL
+    relay.metadata.start()
+    deliver(relay, address)  # the restarted service queues more (socket activation)
+    time.sleep(1)
+    assert stand_in.count("tokWait") == 0
+    stand_in.start()
+    wait_for(lambda: stand_in.count("tokWait") >= 4, timeout=60)
+    time.sleep(2)
+    assert stand_in.count("tokWait") == 4  # at least once, and here exactly once
+    wait_for(lambda: not list(queue.iterdir()))

@@ -1,0 +1,93 @@
+"""chatmail-metadata's units and command line: verify, the socket for the mail user only, the
+sandbox, exit 78 on a bad configuration, and `serve --socket` without activation."""
+
+from __future__ import annotations
+
+import configparser
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from package.unitfiles import stage_units, verify
+
+REPO = Path(__file__).resolve().parents[2]
+UNITS = REPO / "systemd-units"
+COMMAND = REPO / ".venv" / "bin" / "chatmail-metadata"
+
+
+def unit(name: str) -> configparser.ConfigParser:
+    parser = configparser.ConfigParser(strict=False, interpolation=None)
+    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    parser.read(UNITS / name)
+    return parser
+
+
+def test_systemd_analyze_verify(tmp_path: Path):
+    names = ["chatmail-metadata.socket", "chatmail-metadata.service"]
+    out = verify(stage_units(tmp_path / "units"), names)  # our man pages on MANPATH
+    assert out.returncode == 0, out.stderr
+    assert "chatmail-metadata" not in out.stderr, out.stderr
+
+
+def test_socket_only_for_the_mail_user():
+    sock = unit("chatmail-metadata.socket")["Socket"]
+    assert sock["ListenStream"] == "/run/chatmail/metadata.sock"
+    assert (sock["SocketUser"], sock["SocketGroup"], sock["SocketMode"]) == ("vmail",) * 2 + (
+        "0660",
+    )
+
+
+def test_service_is_sandboxed():
+    service = unit("chatmail-metadata.service")["Service"]
+    assert service["ExecStart"] == "/usr/bin/chatmail-metadata serve"
+    assert service["User"] == service["Group"] == "vmail"
+    assert service["ReadWritePaths"] == (
+        "/var/lib/chatmail/mailboxes /var/lib/chatmail/notify-queue"
+    )
+    assert service["ProtectSystem"] == "strict"
+    # network for the notifier only: the auth responder (password hashes) has none
+    assert service["RestrictAddressFamilies"] == "AF_UNIX AF_INET AF_INET6"
+    assert unit("chatmail-auth.service")["Service"]["PrivateNetwork"] == "yes"
+    assert service["RestartPreventExitStatus"] == "78"
+
+
+def test_unreadable_turn_secret_is_exit_78(make_config, tmp_path):
+    config = make_config(metadata={"turn_host": "turn.example", "turn_secret_file": tmp_path / "x"})
+    result = subprocess.run(
+        [str(COMMAND), "--config", config.path, "serve"], capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 78
+    assert "turn_secret_file" in result.stderr
+
+
+def test_serve_binds_its_own_socket_without_activation(config, tmp_path):
+    path = tmp_path / "own.sock"
+    proc = subprocess.Popen(
+        [str(COMMAND), "--config", config.path, "serve", "--socket", str(path)],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while not path.exists():
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.02)
+        key = "shared/" + "0" * 32 + "/vendor/vendor.dovecot/pvt/server/vendor/deltachat/"
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.settimeout(10)
+            for _ in range(100):
+                try:
+                    sock.connect(str(path))
+                    break
+                except ConnectionRefusedError:
+                    time.sleep(0.05)
+            sock.sendall(f"H3\t2\t0\t\tmetadata\nL{key}maxsmtprecipients\t\n".encode())
+            assert sock.recv(100) == b"O1000\n"
+        assert oct(path.stat().st_mode & 0o777) == "0o660"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=15)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
