@@ -56,7 +56,13 @@ SERVICES = [
     "chatmail-metadata.service",
     "chatmail-expire.service",
 ]
-COMMANDS = ["chatmail-auth", "chatmail-milter", "chatmail-metadata", "chatmail-expire", "chatmail-dns"]
+COMMANDS = [
+    "chatmail-auth",
+    "chatmail-milter",
+    "chatmail-metadata",
+    "chatmail-expire",
+    "chatmail-dns",
+]
 STARTED_UNITS = [
     "chatmail-auth.socket",
     "chatmail-milter.socket",

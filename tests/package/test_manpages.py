@@ -22,7 +22,13 @@ PAGES = [
     "chatmail-dns.8",
     "chatmail.ini.5",
 ]
-COMMANDS = ["chatmail-auth", "chatmail-milter", "chatmail-expire", "chatmail-metadata", "chatmail-dns"]
+COMMANDS = [
+    "chatmail-auth",
+    "chatmail-milter",
+    "chatmail-expire",
+    "chatmail-metadata",
+    "chatmail-dns",
+]
 # Commands that take options only, no subcommands.
 WITHOUT_SUBCOMMANDS = {"chatmail-expire", "chatmail-dns"}
 
