@@ -29,9 +29,18 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_argument(parser)
     parser.add_argument("--remove", action="store_true", help="really delete (default: dry run)")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.add_argument(
+        "--quiet", action="store_true", help="print no summary (errors still go to stderr)"
+    )
     parser.add_argument("--verbose", action="store_true", help="print every action, with addresses")
     parser.add_argument(
         "--textfile", metavar="PATH", help="write Prometheus metrics to PATH (atomically)"
+    )
+    parser.add_argument(
+        "--account",
+        metavar="ADDRESS",
+        action="append",
+        help="only this account (repeatable): Dovecot's quota warning runs it at 75 %%",
     )
     return parser
 
@@ -60,11 +69,12 @@ def main(argv: list[str] | None = None) -> int:
         remove=args.remove,
         on_error=on_error,
         on_action=on_action if args.verbose else None,
+        accounts=[a.lower() for a in args.account] if args.account else None,
     )
     seconds = time.monotonic() - started
     if args.json:
         print(report.as_json(stats, seconds, dry_run))
-    else:
+    elif not args.quiet:
         print(report.summary_line(stats, seconds, dry_run))
     if args.textfile:
         try:

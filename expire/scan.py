@@ -89,8 +89,10 @@ def run(
     remove: bool,
     on_error: ErrorHandler,
     on_action: ActionHandler | None = None,
+    accounts: list[str] | None = None,
 ) -> Stats:
-    """One pass over all accounts; `now` is UTC epoch seconds. Never raises OSError.
+    """One pass over all accounts (or only over `accounts`, directory names under
+    `mailboxes_dir`); `now` is UTC epoch seconds. Never raises OSError.
 
     `on_error` gets each entry that could not be processed; `on_action`, if given, each
     deletion or removal (done, or in a dry run, due).
@@ -100,6 +102,20 @@ def run(
         root_fd = os.open(mailboxes_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError as exc:
         state.error("", mailboxes_dir, exc)
+        return state.stats
+    if accounts is not None:
+        try:
+            for name in accounts:
+                if "/" in name or name in ("", ".", "..") or name.startswith(TOMBSTONE_PREFIX):
+                    state.error(name, "", OSError(errno.EINVAL, "not an account name"))
+                    continue
+                state.stats.accounts_scanned += 1
+                try:
+                    _account(state, root_fd, name)
+                except OSError as exc:
+                    state.error(name, "", exc)
+        finally:
+            os.close(root_fd)
         return state.stats
     try:
         with os.scandir(root_fd) as accounts:

@@ -79,6 +79,21 @@ def test_remove_summary_and_json(config, live):
     assert "scanned 2 accounts, removed 0 accounts and 0 messages (0 bytes)" in again.stdout
 
 
+def test_account_limits_the_pass_to_that_account(config, live):
+    """As Dovecot's quota warning runs it: only the named account, nothing printed."""
+    result = run_cli(config, "--remove", "--quiet", "--account", A.upper())
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ""
+    assert (live.root / B).exists()  # inactive, but not named: kept
+    summary = json.loads(run_cli(config, "--json", "--account", A, "--account", B).stdout)
+    assert summary["accounts_scanned"] == 2
+    assert summary["messages_by_rule"]["age"] == 0  # A's old message went in the first run
+    assert summary["accounts_removed"] == 1  # B would go
+    for bad in ("../etc", ".", ""):
+        refused = run_cli(config, "--account", bad)
+        assert refused.returncode == 1 and "not an account name" in refused.stderr, bad
+
+
 def test_addresses_only_with_verbose(config, live):
     quiet = run_cli(config)
     assert "@" not in quiet.stdout + quiet.stderr

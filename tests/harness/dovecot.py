@@ -9,7 +9,7 @@ from pathlib import Path
 
 from chatmail_services.config import Config
 
-from . import MAIL_USER, TEMPLATES, mail_ids
+from . import MAIL_USER, TEMPLATES, VENV_BIN, mail_ids
 from .net import free_port, wait_for_tcp, wait_for_unix
 from .render import render, render_text
 from .tls import self_signed_cert
@@ -90,6 +90,8 @@ class Dovecot:
             "auth_socket": self.auth_socket or self.dir / "no-auth-socket",
             "metadata_socket": self.metadata_socket or self.dir / "no-metadata-socket",
             "push_lua": self.dir / "push_notification.lua",
+            "expire_command": VENV_BIN / "chatmail-expire",
+            "chatmail_config": self.config.path,
             "imap_port": self.imap_port,
             "imaps_port": self.imaps_port,
             "lmtp_socket": self.lmtp_socket,

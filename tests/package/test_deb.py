@@ -217,6 +217,7 @@ def test_installed_files(pkg):
         "/usr/bin/chatmail-metadata",
         "/etc/chatmail/chatmail.ini",
         "/usr/lib/tmpfiles.d/chatmail-services.conf",
+        "/usr/lib/sysctl.d/60-chatmail-services.conf",
         "/usr/share/man/man8/chatmail-auth.8.gz",
         "/usr/share/man/man8/chatmail-milter.8.gz",
         "/usr/share/man/man8/chatmail-expire.8.gz",
