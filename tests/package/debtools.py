@@ -21,25 +21,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from harness.container import run
+
 REPO = Path(__file__).resolve().parents[2]
 PACKAGE = "chatmail-services"
-CLEAN_ENV = {
-    "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
-    "LANG": "C.UTF-8",
-    "LC_ALL": "C.UTF-8",
-    "DEBIAN_FRONTEND": "noninteractive",
-    "HOME": "/root",
-}
 LOCK_PATH = Path("/run/lock/chatmail-services-package-test.lock")
-
-
-def run(argv: list[str], *, timeout: float = 600, **kwargs) -> subprocess.CompletedProcess[str]:
-    """Run with the clean environment; never raises on a non-zero exit."""
-    env = {**CLEAN_ENV, **kwargs.pop("env", {})}
-    kwargs.setdefault("cwd", "/")
-    return subprocess.run(
-        argv, env=env, capture_output=True, text=True, timeout=timeout, check=False, **kwargs
-    )
 
 
 @contextlib.contextmanager

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from harness.container import CLEAN_ENV
 from package.debtools import (
-    CLEAN_ENV,
     PACKAGE,
     REPO,
     dict_exchange,
