@@ -32,7 +32,7 @@ DEB_PACKAGES=(
   # the root, systemd-nspawn boots it, zstd packs the cached root); --no-install-recommends
   # below keeps libnss-mymachines out of this machine's nsswitch.conf
   debootstrap systemd-container zstd
-  # the TURN server for calls (configured from docs/templates/coturn/; tests start their own)
+  # the TURN server for calls (configured from chatmail_services/templates/coturn/; tests start their own)
   coturn
 )
 

@@ -1,7 +1,7 @@
 """Bring up a complete chatmail relay on loopback and keep it running until interrupted.
 
 Started by scripts/relay.sh (which installs everything first). Postfix and Dovecot get their
-configurations rendered from docs/templates/; the three services run under socket activation
+configurations rendered from the templates; the three services run under socket activation
 as their units describe; all state lives under --state, the relay's DKIM key too (made on the
 first start, kept afterwards).
 """

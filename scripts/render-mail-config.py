@@ -1,4 +1,4 @@
-"""Render the production Postfix and Dovecot configuration from docs/templates/.
+"""Render the production Postfix and Dovecot configuration from chatmail_services/templates/.
 
     .venv/bin/python scripts/render-mail-config.py --config /etc/chatmail/chatmail.ini \\
         --tls-cert /etc/ssl/certs/chat.pem --tls-key /etc/ssl/private/chat.key --out DIR
@@ -12,68 +12,17 @@ docs/relay.md lists. The local relay (scripts/relay.sh) renders the same templat
 from __future__ import annotations
 
 import argparse
-import pwd
 import shutil
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
-from harness import TEMPLATES
-from harness.render import (
+from chatmail_services.config import load_config
+from chatmail_services.mailconfig import (
     POSTFIX_COPIED,
     POSTFIX_RENDERED,
-    SYSTEM_CA_FILE,
-    postfix_values,
-    render,
-    turn_values,
+    production_turn_values,
+    production_values,
 )
-
-from chatmail_services.config import load_config
-
-# coturn on a production relay: every IPv4 address, relay addresses chosen by coturn, no
-# log (its session lines name client addresses), Debian's pid file.
-PRODUCTION_TURN = {
-    "turn_listen": "0.0.0.0",
-    "turn_relay_ips": "",
-    "turn_log": "/dev/null",
-    "turn_pid": "/run/turnserver/turnserver.pid",
-}
-
-
-def production_values(config, cert: str, key: str, mail_user: str) -> dict[str, object]:
-    """The placeholder values of a production relay (Debian paths, standard ports)."""
-    entry = pwd.getpwnam(mail_user)
-    return {
-        **postfix_values(config),
-        "mailboxes_dir": config.chatmail.mailboxes_dir,
-        "tls_ca_file": SYSTEM_CA_FILE,
-        "inet_protocols": "all",
-        "tls_cert": cert,
-        "tls_key": key,
-        "config_dir": "/etc/postfix",
-        "smtp_listen": "smtp",
-        "submission_listen": "submission",
-        "smtps_listen": "submissions",
-        "chroot": "y",
-        "listen": "*, ::",
-        "base_dir": "/run/dovecot",
-        "state_dir": "/var/lib/dovecot",
-        "log_path": "syslog",
-        "mail_uid": entry.pw_uid,
-        "mail_gid": entry.pw_gid,
-        "mail_user": mail_user,
-        "auth_dict_conf": "/etc/dovecot/chatmail-auth.conf.ext",
-        "auth_socket": "/run/chatmail/auth.sock",
-        "metadata_socket": "/run/chatmail/metadata.sock",
-        "push_lua": "/etc/dovecot/push_notification.lua",
-        "expire_command": "/usr/bin/chatmail-expire",
-        "chatmail_config": "/etc/chatmail/chatmail.ini",
-        "imap_port": 143,
-        "imaps_port": 993,
-        "lmtp_socket": "/var/spool/postfix/private/dovecot-lmtp",
-        "sasl_socket": "/var/spool/postfix/private/auth",
-    }
+from chatmail_services.templating import TEMPLATES, render
 
 
 def main() -> int:
@@ -97,8 +46,8 @@ def main() -> int:
     shutil.copy(TEMPLATES / "dovecot" / "push_notification.lua", args.out / "dovecot")
     if config.metadata.turn_host:
         (args.out / "coturn").mkdir(exist_ok=True)
-        turn = {**turn_values(config), **PRODUCTION_TURN, "turn_port": config.metadata.turn_port}
-        render("coturn/turnserver.conf", turn, args.out / "coturn" / "turnserver.conf")
+        target = args.out / "coturn" / "turnserver.conf"
+        render("coturn/turnserver.conf", production_turn_values(config), target)
         (args.out / "coturn" / "turnserver.conf").chmod(0o640)  # it holds the secret
     print(f"rendered into {args.out}")
     return 0

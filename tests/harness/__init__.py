@@ -1,6 +1,6 @@
 """Real Postfix, Dovecot and our services on loopback, for tests, benchmarks and scripts/relay.sh.
 
-Configurations are rendered from the production templates in docs/templates/.
+Configurations are rendered from the production templates in chatmail_services/templates/.
 """
 
 from __future__ import annotations
@@ -10,8 +10,9 @@ import pwd
 import tempfile
 from pathlib import Path
 
+from chatmail_services.templating import TEMPLATES  # noqa: F401  (re-exported)
+
 REPO = Path(__file__).resolve().parents[2]
-TEMPLATES = REPO / "docs" / "templates"
 VENV_BIN = REPO / ".venv" / "bin"
 
 # The mail user of tests and the local relay; scripts/install-deps.sh creates it.

@@ -1,4 +1,4 @@
-"""coturn on loopback, configured from docs/templates/coturn/turnserver.conf."""
+"""coturn on loopback, configured from chatmail_services/templates/coturn/turnserver.conf."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""A private Dovecot 2.3 instance on loopback, configured from docs/templates/dovecot/."""
+"""A private Dovecot 2.3 instance on loopback, configured from the templatesdovecot/."""
 
 from __future__ import annotations
 

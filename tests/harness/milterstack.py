@@ -1,4 +1,4 @@
-"""Real Postfix (docs/templates/) with the real milter as its unit runs it, Dovecot for SASL
+"""Real Postfix (the templates) with the real milter as its unit runs it, Dovecot for SASL
 and LMTP delivery (a passwd-file, no chatmail-auth), and three accounts: the milter tests'
 stack (tests/milter/test_milter_postfix.py, test_milter_dkim_postfix.py)."""
 

@@ -1,4 +1,4 @@
-"""A private Postfix instance on loopback, configured from docs/templates/postfix/."""
+"""A private Postfix instance on loopback, configured from chatmail_services/templates/postfix/."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Calls: coturn (configured from docs/templates/coturn/) accepts the TURN credentials that
+"""Calls: coturn (configured from the templatescoturn/) accepts the TURN credentials that
 chatmail-metadata hands out over IMAP, and refuses wrong or expired ones."""
 
 from __future__ import annotations

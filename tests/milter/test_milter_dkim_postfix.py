@@ -1,4 +1,4 @@
-"""DKIM with real Postfix (rendered from docs/templates/), the real milter as its unit runs
+"""DKIM with real Postfix (rendered from the templates), the real milter as its unit runs
 it, Dovecot for delivery and nsd serving the key records on loopback.
 
 Checks the role detection as Postfix really reports it: a submission leaves signed and its

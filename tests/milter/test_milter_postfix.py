@@ -1,4 +1,4 @@
-"""Real Postfix (rendered from docs/templates/) consulting the real milter over its socket.
+"""Real Postfix (rendered from the templates) consulting the real milter over its socket.
 
 Submission with SASL through Dovecot (plain passwd-file), delivery over LMTP into Maildirs.
 The milter runs as its unit describes: the socket held by the harness like a .socket unit

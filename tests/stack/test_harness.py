@@ -1,4 +1,4 @@
-"""The loopback mail stack rendered from docs/templates/ works: submission, SASL, LMTP, IMAP."""
+"""The loopback mail stack rendered from the templates works: submission, SASL, LMTP, IMAP."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from harness import TEMPLATES
 from harness.dovecot import Dovecot
 from harness.fixtures import stack_config
 from harness.postfix import Postfix
-from harness.render import _PLACEHOLDER, render_text
+from harness.render import PLACEHOLDER as _PLACEHOLDER
+from harness.render import render_text
 
 pytestmark = pytest.mark.stack
 

@@ -1,4 +1,4 @@
-"""The production rendering of docs/templates/ is accepted by Postfix's and Dovecot's parsers."""
+"""The production rendering of the templates is accepted by Postfix's and Dovecot's parsers."""
 
 from __future__ import annotations
 

@@ -1,0 +1,86 @@
+"""The values that fill the mail-stack templates: what follows from the config, and production's
+Debian paths and standard ports (the local relay and the tests replace the latter)."""
+
+from __future__ import annotations
+
+import pwd
+import re
+from pathlib import Path
+
+from .config import Config
+
+POSTFIX_RENDERED = ("main.cf", "master.cf", "recipient_access")
+POSTFIX_COPIED = ("submission_header_cleanup", "login_map", "tls_policy")
+DOVECOT_RENDERED = ("dovecot.conf", "chatmail-auth.conf.ext")
+DOVECOT_COPIED = ("push_notification.lua",)
+SYSTEM_CA_FILE = "/etc/ssl/certs/ca-certificates.crt"
+
+# coturn on a production relay: every IPv4 address, relay addresses chosen by coturn, no
+# log (its session lines name client addresses), Debian's pid file.
+PRODUCTION_TURN = {
+    "turn_listen": "0.0.0.0",
+    "turn_relay_ips": "",
+    "turn_log": "/dev/null",
+    "turn_pid": "/run/turnserver/turnserver.pid",
+}
+
+
+def domain_regex(domain: str) -> str:
+    """`domain` as a POSIX regular expression matching exactly it (Postfix regexp tables)."""
+    return re.sub(r"([.\[\]])", r"\\\1", domain)
+
+
+def postfix_values(config: Config) -> dict[str, object]:
+    """The placeholder values that follow from the chatmail config alone."""
+    return {
+        "mail_domain": config.chatmail.mail_domain,
+        "mail_domain_regex": domain_regex(config.chatmail.mail_domain),
+        "max_message_size": config.chatmail.max_message_size,
+        "max_recipients": config.chatmail.max_recipients,
+    }
+
+
+def turn_values(config: Config) -> dict[str, object]:
+    """coturn's values that follow from the chatmail config: realm and the shared secret."""
+    secret = Path(config.metadata.turn_secret_file).read_text().strip()
+    return {"mail_domain": config.chatmail.mail_domain, "turn_secret": secret}
+
+
+def production_values(config: Config, cert: str, key: str, mail_user: str) -> dict[str, object]:
+    """The placeholder values of a production relay (Debian paths, standard ports)."""
+    entry = pwd.getpwnam(mail_user)
+    return {
+        **postfix_values(config),
+        "mailboxes_dir": config.chatmail.mailboxes_dir,
+        "tls_ca_file": SYSTEM_CA_FILE,
+        "inet_protocols": "all",
+        "tls_cert": cert,
+        "tls_key": key,
+        "config_dir": "/etc/postfix",
+        "smtp_listen": "smtp",
+        "submission_listen": "submission",
+        "smtps_listen": "submissions",
+        "chroot": "y",
+        "listen": "*, ::",
+        "base_dir": "/run/dovecot",
+        "state_dir": "/var/lib/dovecot",
+        "log_path": "syslog",
+        "mail_uid": entry.pw_uid,
+        "mail_gid": entry.pw_gid,
+        "mail_user": mail_user,
+        "auth_dict_conf": "/etc/dovecot/chatmail-auth.conf.ext",
+        "auth_socket": "/run/chatmail/auth.sock",
+        "metadata_socket": "/run/chatmail/metadata.sock",
+        "push_lua": "/etc/dovecot/push_notification.lua",
+        "expire_command": "/usr/bin/chatmail-expire",
+        "chatmail_config": "/etc/chatmail/chatmail.ini",
+        "imap_port": 143,
+        "imaps_port": 993,
+        "lmtp_socket": "/var/spool/postfix/private/dovecot-lmtp",
+        "sasl_socket": "/var/spool/postfix/private/auth",
+    }
+
+
+def production_turn_values(config: Config) -> dict[str, object]:
+    """coturn's values on a production relay."""
+    return {**turn_values(config), **PRODUCTION_TURN, "turn_port": config.metadata.turn_port}
