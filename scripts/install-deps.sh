@@ -36,9 +36,12 @@ DEB_PACKAGES=(
   coturn
 )
 
+# One dpkg-query for all of them: what is not "install ok installed" is missing.
+installed=$(dpkg-query -W -f='${Package} ${Status}\n' "${DEB_PACKAGES[@]}" 2>/dev/null |
+  awk '$NF == "installed" && $(NF-1) == "ok" { print $1 }' || true)
 missing=()
 for p in "${DEB_PACKAGES[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  grep -qxF "$p" <<<"$installed" || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
@@ -53,8 +56,21 @@ fi
 id chatmaildev >/dev/null 2>&1 ||
   useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin chatmaildev
 
+# The virtualenv: (re)installed when this script or the project's metadata changed since the
+# last install (a stamp in the venv records their checksum), so a second run takes no time.
+stamp="$VENV/.chatmail-deps-stamp"
+want=$(cat "$0" "$here/setup.cfg" "$here/pyproject.toml" | sha256sum | cut -d' ' -f1)
 if [ ! -x "$VENV/bin/python" ]; then
   /usr/bin/python3 -m venv "$VENV"
 fi
-"$VENV/bin/pip" install -q --upgrade pip setuptools wheel
-"$VENV/bin/pip" install -q -e "$here[test]"
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  # pip's chatter (build warnings) goes to a log, shown only when the install fails.
+  log="$VENV/pip-install.log"
+  if ! { "$VENV/bin/pip" install -q --disable-pip-version-check --upgrade pip setuptools wheel &&
+    "$VENV/bin/pip" install -q --disable-pip-version-check -e "$here[test]"; } >"$log" 2>&1; then
+    cat "$log" >&2
+    echo "install-deps: pip install failed (log: $log)" >&2
+    exit 1
+  fi
+  echo "$want" >"$stamp"
+fi

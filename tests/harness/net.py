@@ -40,3 +40,13 @@ def wait_for_unix(path: Path, timeout: float = 15.0) -> None:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"nothing listens on {path}") from None
             time.sleep(0.05)
+
+
+def process_running(pid: int) -> bool:
+    """Whether `pid` still runs: a zombie has finished (a daemon's zombie can wait a second
+    for this machine's init to reap it)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"

@@ -6,21 +6,21 @@ import json
 import os
 import pty
 import pwd
-import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
 
 from chatmail_services.config import Config
+from chatmail_services.templating import render_template
 
 from . import TEMPLATES
-from .net import free_port, wait_for_tcp
+from .net import free_port, process_running, wait_for_tcp
 from .render import (
     POSTFIX_COPIED,
     POSTFIX_RENDERED,
     SYSTEM_CA_FILE,
     postfix_values,
-    render,
     render_text,
 )
 from .tls import self_signed_cert
@@ -99,14 +99,13 @@ def stop_postfix(conf_dir: Path, queue_dir: Path, timeout: float = 10.0) -> None
         pid = int(pid_file.read_text().split()[0])
     except (FileNotFoundError, ValueError, IndexError):
         return
-    run_postfix(conf_dir, "stop")
+    try:
+        os.kill(pid, signal.SIGTERM)  # what `postfix stop` does, without its shell script
+    except ProcessLookupError:
+        return
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.05)
+    while time.monotonic() < deadline and process_running(pid):
+        time.sleep(0.02)
 
 
 def queue_ids(conf_dir: Path) -> list[str]:
@@ -207,16 +206,29 @@ class Postfix:
         if discard:
             main += "virtual_transport = discard:\n"
         main += "".join(f"{key} = {value}\n" for key, value in self._settings.items())
-        (self.dir / "main.cf").write_text(main)
+        files = {"main.cf": main}
         for name in POSTFIX_RENDERED[1:]:
-            render(f"postfix/{name}", values, self.dir / name)
-        for name in POSTFIX_COPIED:
-            shutil.copy(TEMPLATES / "postfix" / name, self.dir / name)
+            files[name] = render_template(f"postfix/{name}", values)
+        files.update((name, (TEMPLATES / "postfix" / name).read_text()) for name in POSTFIX_COPIED)
+        unchanged = (self.queue / "private").is_dir() and all(
+            (self.dir / name).is_file() and (self.dir / name).read_text() == text
+            for name, text in files.items()
+        )
+        # Postfix waits until main.cf is a couple of seconds old before it reads it (an admin
+        # may still be editing): the files are complete, so they are written dated back.
+        past = time.time() - 10
+        for name, text in files.items():
+            (self.dir / name).write_text(text)
+            os.utime(self.dir / name, (past, past))
         # `postfix check` creates the queue directories (private/ among them) with the right
         # owners: done now, so Dovecot can put its LMTP and SASL sockets there before start().
-        check = self._postfix("check")
-        if check.returncode != 0:
-            raise RuntimeError(f"postfix check failed:\n{check.stdout}\n{self.log_text()}")
+        # An instance whose configuration did not change since its last check (the local
+        # relay's second start) skips it; `quick-start` tells `postfix start` the check is done.
+        if not unchanged:
+            check = self._postfix("check")
+            if check.returncode != 0:
+                raise RuntimeError(f"postfix check failed:\n{check.stdout}\n{self.log_text()}")
+        (self.queue / "quick-start").touch()
 
     def _postfix(self, *args: str, own_resolver: bool = False) -> subprocess.CompletedProcess[str]:
         return run_postfix(self.dir, *args, resolv_conf=self.resolv_conf if own_resolver else None)

@@ -13,6 +13,7 @@ look-ups and the milter's DKIM key look-ups.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import json
 import os
@@ -245,9 +246,11 @@ class LocalRelay:
         return self
 
     def stop(self) -> None:
-        for stop in (self.postfix.stop, self.dovecot.stop):
-            with contextlib.suppress(Exception):  # keep stopping the rest
-                stop()
+        # Postfix and Dovecot each take about a second to wind down: stop them side by side.
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            for future in [pool.submit(stop) for stop in (self.postfix.stop, self.dovecot.stop)]:
+                with contextlib.suppress(Exception):  # keep stopping the rest
+                    future.result()
         for service in (self.milter, self.metadata, self.auth):
             if service:
                 service.close()
