@@ -9,16 +9,21 @@ first start, kept afterwards).
 from __future__ import annotations
 
 import argparse
+import configparser
 import signal
+import socket
 import sys
 import threading
 from pathlib import Path
+from typing import NoReturn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from chatmail_services.dnszone.records import Record
 from chatmail_services.dnszone.zonefile import rdata_text
 from harness.relay import LocalRelay, Ports
+
+from chatmail_services.config import ConfigError
 
 
 def dkim_instructions(relay: LocalRelay) -> str:
@@ -54,16 +59,46 @@ def client_instructions(relay: LocalRelay) -> str:
             "  certificate checks: accept invalid certificates (the certificate is self-signed).",
             "or scan / paste this login QR:",
             f"  {relay.dclogin_uri(addr, password)}",
-            "",
-            "Stop with Ctrl-C.",
         ]
     )
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+# Options the local relay sets itself (its sockets, Maildirs, key and queue live under --state):
+# a config file's values for these are ignored.
+RELAY_OWNED = {
+    ("chatmail", "mailboxes_dir"),
+    ("auth", "socket"),
+    ("auth", "nocreate_file"),
+    ("milter", "socket"),
+    ("dkim", "key_file"),
+    ("dkim", "resolver"),
+    ("metadata", "socket"),
+    ("metadata", "queue_dir"),
+}
+
+# The common options, as flags: (flag, section, key, help).
+CONFIG_FLAGS = (
+    ("--max-message-size", "chatmail", "max_message_size", "largest message, bytes (or 30M)"),
+    ("--max-mailbox-size", "chatmail", "max_mailbox_size", "quota per account (e.g. 500M)"),
+    ("--max-recipients", "chatmail", "max_recipients", "recipients per message"),
+    ("--delete-mails-after", "expire", "delete_mails_after", "days until a message is deleted"),
+    ("--log-level", "chatmail", "log_level", "debug shows addresses in the services' logs"),
+)
+
+
+class UsageError(Exception):
+    """A bad option or an unusable environment: one line for the user."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see --help)")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = OneLineParser(description=__doc__, prog="scripts/relay.sh")
     parser.add_argument("--state", type=Path, default=Path("/var/tmp/chatmail-local-relay"))
-    parser.add_argument("--domain", default="chat.localhost")
+    parser.add_argument("--domain", help="mail domain (default: the config's, or chat.localhost)")
     parser.add_argument("--smtp-port", type=int, default=2525, help="incoming, the port-25 role")
     parser.add_argument("--submission-port", type=int, default=2587)
     parser.add_argument("--smtps-port", type=int, default=2465)
@@ -75,11 +110,82 @@ def main() -> int:
         help="loopback address to listen on (with --imaps-port 993 --smtps-port 465, what "
         "tools that assume the standard ports, such as cmrelayinfo, expect)",
     )
-    args = parser.parse_args()
+    parser.add_argument(
+        "--config",
+        type=Path,
+        help="a chatmail.ini whose options apply (except the relay's own paths under --state)",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="one config option (repeatable; after --config)",
+    )
+    for flag, section, key, text in CONFIG_FLAGS:
+        parser.add_argument(flag, dest=f"{section}.{key}", metavar="VALUE", help=text)
+    args = parser.parse_args(argv)
     if not args.address.startswith("127."):
         parser.error("--address must be a loopback address (127.0.0.0/8)")
-    args.state.mkdir(parents=True, exist_ok=True)
-    args.state.chmod(0o755)
+    return args
+
+
+def config_sections(args: argparse.Namespace) -> dict[str, dict[str, object]]:
+    """The config options the user gave: --config's, then --set's, then the flags'."""
+    sections: dict[str, dict[str, object]] = {}
+    if args.config:
+        parser = configparser.ConfigParser(interpolation=None)
+        try:
+            parser.read_string(args.config.read_text(), source=str(args.config))
+        except (OSError, configparser.Error) as exc:
+            raise UsageError(f"--config {args.config}: {str(exc).splitlines()[0]}") from None
+        for name in parser.sections():
+            sections.setdefault(name, {}).update(parser[name])
+    for item in args.set:
+        name, dot, rest = item.partition(".")
+        key, eq, value = rest.partition("=")
+        if not (dot and eq and name and key):
+            raise UsageError(f"--set {item}: expected SECTION.KEY=VALUE (see --help)")
+        sections.setdefault(name, {})[key] = value
+    for _, section, key, _ in CONFIG_FLAGS:
+        value = getattr(args, f"{section}.{key}")
+        if value is not None:
+            sections.setdefault(section, {})[key] = value
+    for name, key in RELAY_OWNED:
+        sections.get(name, {}).pop(key, None)
+    return sections
+
+
+def check_ports_free(address: str, ports: Ports) -> None:
+    """Refuse to start when a port is taken, naming the port and its option."""
+    for option in ("smtp", "submission", "smtps", "imap", "imaps"):
+        port = getattr(ports, option)
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind((address, port))
+            except OSError as exc:
+                raise UsageError(
+                    f"{address}:{port} is in use ({exc.strerror}); choose another with "
+                    f"--{option}-port, or stop what listens there"
+                ) from None
+
+
+def log_locations(relay: LocalRelay) -> str:
+    return "\n".join(
+        [
+            "logs:",
+            f"  services  {relay.logs}/chatmail-*.log",
+            f"  Postfix   {relay.postfix.log_path}",
+            f"  Dovecot   {relay.dovecot.log_path}",
+        ]
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    sections = config_sections(args)
+    domain = args.domain or sections.get("chatmail", {}).pop("mail_domain", "chat.localhost")
+    sections.get("chatmail", {}).pop("mail_domain", None)
     ports = Ports(
         smtp=args.smtp_port,
         submission=args.submission_port,
@@ -87,12 +193,31 @@ def main() -> int:
         imap=args.imap_port,
         imaps=args.imaps_port,
     )
+    check_ports_free(args.address, ports)
+    args.state.mkdir(parents=True, exist_ok=True)
+    args.state.chmod(0o755)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    relay = LocalRelay(args.state.resolve(), domain=args.domain, ports=ports, address=args.address)
-    with relay:
+    try:
+        relay = LocalRelay(
+            args.state.resolve(),
+            domain=str(domain),
+            ports=ports,
+            address=args.address,
+            config_sections=sections,
+        )
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+    try:
+        relay.start()
+    except (RuntimeError, TimeoutError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UsageError(f"the relay did not start: {first}\n{log_locations(relay)}") from None
+    try:
         print(client_instructions(relay), flush=True)
+        print(log_locations(relay), flush=True)
+        print("\nStop with Ctrl-C.", flush=True)
         while not stop.wait(1):
             services = (
                 ("chatmail-auth", relay.auth),
@@ -103,8 +228,18 @@ def main() -> int:
                 if service and not service.alive:
                     print(f"{name} exited; see {service.log_path}; restarting", file=sys.stderr)
                     service.start()
+    finally:
+        relay.stop()
     print("stopped", flush=True)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        return run(parse_args(argv))
+    except UsageError as exc:
+        print(f"relay: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
