@@ -186,7 +186,7 @@ def apply_plan(
     if problems:
         for done in reversed(applied):
             undo(done)
-        problems.append("chatmail-setup: every file restored as it was; nothing reloaded")
+        problems.append("every file restored as it was; nothing reloaded")
         return problems
     if reloads:
         for part in plan.changed_parts():
