@@ -101,7 +101,8 @@ def test_setup_makes_the_relay(ct):
     doveconf = ct.run(["doveconf", "-n"])
     assert doveconf.returncode == 0 and doveconf.stderr == "", doveconf.stderr
     # Debian's conf.d (PAM and the system users) is not read: only chatmail-auth's dict
-    assert re.findall(r"driver = (\w+)", doveconf.stdout) == ["dict", "dict"]
+    dbs = re.findall(r"^(passdb|userdb) \{\n(?:  .*\n)*?  driver = (\w+)", doveconf.stdout, re.M)
+    assert dbs == [("passdb", "dict"), ("userdb", "dict")], doveconf.stdout
     assert ct.check(["postconf", "-h", "myhostname"]).strip() == DOMAIN
     assert ct.check(["stat", "-c", "%a %U", "/etc/chatmail/tls/privkey.pem"]).split() == [
         "600",
