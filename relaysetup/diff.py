@@ -26,7 +26,13 @@ def change_diff(change: Change) -> str:
             diff = difflib.unified_diff(
                 _text(current.content), _text(desired.content), old, f"{path} (chatmail-setup)"
             )
-            lines.extend(line if line.endswith("\n") else line + "\n" for line in diff)
+            shown = [line if line.endswith("\n") else line + "\n" for line in diff]
+            if not shown:  # empty, or bytes that differ where the text does not
+                verb = "create" if current.content is None else "replace"
+                shown = [f"{path}: {verb} ({len(desired.content)} bytes, no text difference)\n"]
+            lines.extend(shown)
+        if current.content is None:
+            lines.append(f"{path}: new, mode {desired.mode:04o}, {desired.owner}:{desired.group}\n")
     if change.fix_mode or (change.write and current.mode not in (None, desired.mode)):
         lines.append(f"{path}: mode {current.mode:04o} -> {desired.mode:04o}\n")
     if change.fix_owner:

@@ -145,6 +145,8 @@ def postfix_part(config: Config, ctx: Context) -> Part:
 def dovecot_part(config: Config, ctx: Context) -> Part:
     """Our dovecot.conf (it reads no conf.d/, so no system users log in), its include files."""
     if ctx.dovecot_version is None:
+        if not ctx.system:
+            raise SetupError("no Dovecot here to render for: give --dovecot-version")
         raise SetupError("dovecot is not installed: apt-get install dovecot-imapd dovecot-lmtpd")
     directory = dovecot_templates(ctx.dovecot_version)
     names = sorted(path.name for path in (TEMPLATES / directory).iterdir() if path.is_file())
