@@ -189,8 +189,12 @@ def apply_plan(
         problems.append("every file restored as it was; nothing reloaded")
         return problems
     if reloads:
+        done: set[tuple[str, ...]] = set()
         for part in plan.changed_parts():
             for argv in part.reloads:
+                if tuple(argv) in done:
+                    continue  # two parts of one service: reloaded once
+                done.add(tuple(argv))
                 status, output = run(argv)
                 if status != 0:
                     reason = " ".join(output.split()) or f"exit status {status}"

@@ -92,6 +92,8 @@ def tls_part(config: Config, ctx: Context) -> Part | None:
             Desired(cert, cert_pem, 0o644),
             Desired(key, key_pem, 0o600, secret=True),
         ),
+        # a new certificate reaches the running services (a no-op when they reload anyway)
+        reloads=(reload_unit("postfix"), reload_unit("dovecot")),
     )
 
 

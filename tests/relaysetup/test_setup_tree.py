@@ -213,3 +213,16 @@ def test_any_version_text_gives_a_known_directory_or_one_clear_error(text):
     else:
         assert directory in DOVECOT_TEMPLATES.values()
         assert text.strip().startswith(tuple(DOVECOT_TEMPLATES))
+
+
+def test_a_service_two_changed_parts_share_is_reloaded_once(tmp_path):
+    log = tmp_path / "reloads"
+    reload = ("sh", "-c", f"echo reloaded >> {log}")
+    parts = [
+        Part("tls", files=(Desired("/cert.pem", b"cert\n"),), reloads=(reload,)),
+        Part("postfix", files=(Desired("/main.cf", b"x = 1\n"),), reloads=(reload,)),
+        Part("unchanged", reloads=(("sh", "-c", f"echo wrong >> {log}"),)),
+    ]
+    plan = make_plan(parts, read_current(tmp_path), lambda desired: None)
+    assert apply_plan(plan, tmp_path, lambda desired: None) == []
+    assert log.read_text() == "reloaded\n"
