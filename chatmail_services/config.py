@@ -1,9 +1,10 @@
 """The one configuration file, `/etc/chatmail/chatmail.ini`, read once at start.
 
 `[chatmail]` holds what all services share; `[auth]`, `[milter]`, `[expire]` and `[metadata]`
-hold one service each. Every option has a default (see `docs/configuration.md`). A bad value raises
-`ConfigError` with one line naming the file, the key and what is wrong; the command-line
-front ends turn it into exit status 78 (EX_CONFIG). Unknown keys become warnings.
+hold one service each; the setup command (chatmail-setup) reads `[tls]`. Every option has a
+default (see `docs/configuration.md`). A bad value raises `ConfigError` with one line naming
+the file, the key and what is wrong; the command-line front ends turn it into exit status 78
+(EX_CONFIG). Unknown keys become warnings.
 """
 
 from __future__ import annotations
@@ -445,6 +446,30 @@ class MetadataSection:
     notify_timeout: float = _opt(_positive_float, "30", "seconds one notification POST may take")
 
 
+@dataclass(frozen=True)
+class TlsSection:
+    """`[tls]`: the certificate Postfix, Dovecot and nginx present (set up by chatmail-setup)."""
+
+    cert_file: str = _opt(
+        _optional_abs_path,
+        "",
+        "certificate chain, PEM (default: certbot's /etc/letsencrypt/live/<mail_domain>/"
+        "fullchain.pem; with self_signed: /etc/chatmail/tls/fullchain.pem)",
+    )
+    key_file: str = _opt(
+        _optional_abs_path,
+        "",
+        "its private key, PEM (default: certbot's /etc/letsencrypt/live/<mail_domain>/"
+        "privkey.pem; with self_signed: /etc/chatmail/tls/privkey.pem)",
+    )
+    self_signed: bool = _opt(
+        _bool,
+        "no",
+        "chatmail-setup makes a self-signed certificate when none exists (IP-address relays, "
+        "tests; clients must accept it)",
+    )
+
+
 SECTIONS: dict[str, type] = {
     "chatmail": ChatmailSection,
     "auth": AuthSection,
@@ -453,6 +478,7 @@ SECTIONS: dict[str, type] = {
     "dkim": DkimSection,
     "dns": DnsSection,
     "metadata": MetadataSection,
+    "tls": TlsSection,
 }
 
 
@@ -468,6 +494,7 @@ class Config:
     dkim: DkimSection
     dns: DnsSection
     metadata: MetadataSection
+    tls: TlsSection
     warnings: tuple[str, ...] = ()
 
 

@@ -23,6 +23,16 @@ class DkimKeyError(Exception):
     """The key file is missing, unreadable or not an RSA private key (one line for the admin)."""
 
 
+def new_private_pem() -> bytes:
+    """A new RSA 2048 private key as PEM (PKCS#1), not yet stored anywhere."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=KEY_BITS)
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    )
+
+
 def generate_key(path: str | os.PathLike[str], owner: str | None = None) -> None:
     """Create a new RSA 2048 private key at `path` (mode 0600, owned by `owner` if given).
 
@@ -33,12 +43,7 @@ def generate_key(path: str | os.PathLike[str], owner: str | None = None) -> None
     if target.exists():
         raise DkimKeyError(f"{target}: exists already; remove it first to make a new key")
     target.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
-    key = rsa.generate_private_key(public_exponent=65537, key_size=KEY_BITS)
-    pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.TraditionalOpenSSL,
-        serialization.NoEncryption(),
-    )
+    pem = new_private_pem()
     temp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:

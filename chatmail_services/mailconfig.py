@@ -14,6 +14,10 @@ POSTFIX_COPIED = ("submission_header_cleanup", "login_map", "tls_policy")
 DOVECOT_RENDERED = ("dovecot.conf", "chatmail-auth.conf.ext")
 DOVECOT_COPIED = ("push_notification.lua",)
 SYSTEM_CA_FILE = "/etc/ssl/certs/ca-certificates.crt"
+# [tls] defaults: certbot's live directory for the mail domain, or the self-signed pair
+# chatmail-setup makes
+CERTBOT_LIVE = "/etc/letsencrypt/live"
+SELF_SIGNED_DIR = "/etc/chatmail/tls"
 
 # coturn on a production relay: every IPv4 address, relay addresses chosen by coturn, no
 # log (its session lines name client addresses), Debian's pid file.
@@ -44,6 +48,13 @@ def turn_values(config: Config) -> dict[str, object]:
     """coturn's values that follow from the chatmail config: realm and the shared secret."""
     secret = Path(config.metadata.turn_secret_file).read_text().strip()
     return {"mail_domain": config.chatmail.mail_domain, "turn_secret": secret}
+
+
+def tls_paths(config: Config) -> tuple[str, str]:
+    """(certificate, key) paths: [tls] cert_file/key_file, else their defaults."""
+    tls = config.tls
+    base = SELF_SIGNED_DIR if tls.self_signed else f"{CERTBOT_LIVE}/{config.chatmail.mail_domain}"
+    return tls.cert_file or f"{base}/fullchain.pem", tls.key_file or f"{base}/privkey.pem"
 
 
 def production_values(config: Config, cert: str, key: str, mail_user: str) -> dict[str, object]:
@@ -81,6 +92,14 @@ def production_values(config: Config, cert: str, key: str, mail_user: str) -> di
     }
 
 
-def production_turn_values(config: Config) -> dict[str, object]:
-    """coturn's values on a production relay."""
-    return {**turn_values(config), **PRODUCTION_TURN, "turn_port": config.metadata.turn_port}
+def production_turn_values(config: Config, secret: str | None = None) -> dict[str, object]:
+    """coturn's values on a production relay (`secret`: instead of reading turn_secret_file)."""
+    values = (
+        {**turn_values(config)}
+        if secret is None
+        else {
+            "mail_domain": config.chatmail.mail_domain,
+            "turn_secret": secret,
+        }
+    )
+    return {**values, **PRODUCTION_TURN, "turn_port": config.metadata.turn_port}

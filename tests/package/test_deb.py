@@ -62,6 +62,7 @@ COMMANDS = [
     "chatmail-metadata",
     "chatmail-expire",
     "chatmail-dns",
+    "chatmail-setup",
 ]
 STARTED_UNITS = [
     "chatmail-auth.socket",
@@ -78,6 +79,7 @@ TOUCHED = [
     Path("/run/chatmail"),
     Path("/var/spool/postfix/chatmail"),
     Path("/var/lib/chatmail"),
+    Path("/etc/letsencrypt"),  # the certbot hook; purge removes it, this the directories
 ]
 
 
@@ -223,6 +225,10 @@ def test_installed_files(pkg):
         "/usr/share/man/man8/chatmail-expire.8.gz",
         "/usr/share/man/man8/chatmail-dns.8.gz",
         "/usr/share/man/man8/chatmail-metadata.8.gz",
+        "/usr/share/man/man8/chatmail-setup.8.gz",
+        "/usr/bin/chatmail-setup",
+        "/etc/letsencrypt/renewal-hooks/deploy/chatmail-services",
+        "/usr/share/doc/chatmail-services/setup.md",
         "/usr/share/man/man5/chatmail.ini.5.gz",
         "/usr/share/doc/chatmail-services/admin.md",
         "/usr/share/doc/chatmail-services/copyright",
@@ -233,7 +239,7 @@ def test_installed_files(pkg):
     }
     assert expected <= files, sorted(expected - files)
     # every module of the repo's subpackages is installed (package_dir survived pybuild)
-    for folder in ("milter", "authsocket", "expire", "metadata", "dnszone"):
+    for folder in ("milter", "authsocket", "expire", "metadata", "dnszone", "relaysetup"):
         for module in (REPO / folder).glob("*.py"):
             assert f"{DIST}/chatmail_services/{folder}/{module.name}" in files
     # no top-level "milter" from us: python3-milter owns that name
@@ -243,6 +249,7 @@ def test_installed_files(pkg):
     assert owner.startswith("python3-milter:")
     conffiles = run(["dpkg-query", "-W", "-f=${Conffiles}", PACKAGE]).stdout
     assert "/etc/chatmail/chatmail.ini" in conffiles
+    assert "/etc/letsencrypt/renewal-hooks/deploy/chatmail-services" in conffiles
     shipped = (REPO / "debian" / "chatmail.ini").read_text()
     assert Path("/etc/chatmail/chatmail.ini").read_text() == shipped
     for command in COMMANDS:

@@ -20,6 +20,7 @@ PAGES = [
     "chatmail-expire.8",
     "chatmail-metadata.8",
     "chatmail-dns.8",
+    "chatmail-setup.8",
     "chatmail.ini.5",
 ]
 COMMANDS = [
@@ -28,9 +29,10 @@ COMMANDS = [
     "chatmail-expire",
     "chatmail-metadata",
     "chatmail-dns",
+    "chatmail-setup",
 ]
 # Commands that take options only, no subcommands.
-WITHOUT_SUBCOMMANDS = {"chatmail-expire", "chatmail-dns"}
+WITHOUT_SUBCOMMANDS = {"chatmail-expire", "chatmail-dns", "chatmail-setup"}
 
 
 def _render(page: Path) -> subprocess.CompletedProcess[str]:

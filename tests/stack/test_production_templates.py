@@ -1,45 +1,46 @@
-"""The production rendering of the templates is accepted by Postfix's and Dovecot's parsers."""
+"""The production rendering (`chatmail-setup --out`) is accepted by Postfix's and Dovecot's
+parsers."""
 
 from __future__ import annotations
 
 import subprocess
 from pathlib import Path
 
-from harness import REPO, VENV_BIN
+from harness import MAIL_USER, VENV_BIN
+
+SNAKEOIL = ("/etc/ssl/certs/ssl-cert-snakeoil.pem", "/etc/ssl/private/ssl-cert-snakeoil.key")
 
 
 def test_production_configs_parse(tmp_path: Path, make_config):
     secret = tmp_path / "turn-secret"
-    secret.write_text("production-secret\n")
-    config = make_config(metadata={"turn_host": "turn.chat.example", "turn_secret_file": secret})
+    config = make_config(
+        tls={"cert_file": SNAKEOIL[0], "key_file": SNAKEOIL[1]},
+        metadata={"turn_host": "turn.chat.example", "turn_secret_file": secret},
+    )
     out = tmp_path / "rendered"
+    # the tree --out renders into holds what the setup reads: the certificate, the secret
+    for path, text in ((SNAKEOIL[0], "cert"), (SNAKEOIL[1], "key"), (str(secret), "s3cret")):
+        (out / path.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
+        (out / path.lstrip("/")).write_text(f"{text}\n")
     subprocess.run(
         [
-            str(VENV_BIN / "python"),
-            str(REPO / "scripts" / "render-mail-config.py"),
-            "--config",
-            config.path,
-            "--tls-cert",
-            "/etc/ssl/certs/ssl-cert-snakeoil.pem",
-            "--tls-key",
-            "/etc/ssl/private/ssl-cert-snakeoil.key",
-            "--mail-user",
-            "chatmaildev",
-            "--out",
-            str(out),
+            str(VENV_BIN / "chatmail-setup"),
+            *("--config", config.path, "--mail-user", MAIL_USER, "--out", str(out)),
         ],
         check=True,
         cwd=tmp_path,
         timeout=60,
+        capture_output=True,
     )
+    postfix, dovecot = out / "etc" / "postfix", out / "etc" / "dovecot"
     postconf = subprocess.run(
-        ["postconf", "-c", str(out / "postfix"), "-n"], capture_output=True, text=True, check=True
+        ["postconf", "-c", str(postfix), "-n"], capture_output=True, text=True, check=True
     )
     assert "milter_default_action = tempfail" in postconf.stdout
     assert "smtpd_milters = unix:chatmail/milter.sock" in postconf.stdout
     assert "postconf: warning" not in postconf.stderr, postconf.stderr
     master = subprocess.run(
-        ["postconf", "-c", str(out / "postfix"), "-M"], capture_output=True, text=True, check=True
+        ["postconf", "-c", str(postfix), "-M"], capture_output=True, text=True, check=True
     )
     services = {tuple(line.split()[:2]): line for line in master.stdout.splitlines() if line}
     for name in ("smtp", "submission", "submissions"):
@@ -47,7 +48,7 @@ def test_production_configs_parse(tmp_path: Path, make_config):
         assert line.split()[4] == "y", line  # chrooted, as on Debian
     assert "cleanup_service_name=authclean" in services[("submissions", "inet")]
     doveconf = subprocess.run(
-        ["doveconf", "-c", str(out / "dovecot" / "dovecot.conf"), "-n"],
+        ["doveconf", "-c", str(dovecot / "dovecot.conf"), "-n"],
         capture_output=True,
         text=True,
         check=True,
@@ -59,8 +60,11 @@ def test_production_configs_parse(tmp_path: Path, make_config):
     assert "imap_metadata = yes" in doveconf.stdout
     assert "smtpd_recipient_limit = 1000" in postconf.stdout
     assert "last_login_dict = proxy:/run/chatmail/auth.sock:lastlogin" in doveconf.stdout
-    assert "chat.example" in (out / "postfix" / "main.cf").read_text()
-    turn = (out / "coturn" / "turnserver.conf").read_text()
-    assert "static-auth-secret=production-secret\n" in turn and "use-auth-secret\n" in turn
-    assert (out / "coturn" / "turnserver.conf").stat().st_mode & 0o777 == 0o640
+    assert "chat.example" in (postfix / "main.cf").read_text()
+    turn = out / "etc" / "turnserver.conf"
+    assert (
+        "static-auth-secret=s3cret\n" in turn.read_text()
+        and "use-auth-secret\n" in turn.read_text()
+    )
+    assert turn.stat().st_mode & 0o777 == 0o640
     # real coturn reads the same template in tests/metadata/test_metadata_turn.py

@@ -1,0 +1,49 @@
+"""The plan as an admin reads it: a unified diff per file, secrets left out."""
+
+from __future__ import annotations
+
+import difflib
+
+from .model import Change, Plan
+
+
+def _text(content: bytes | None) -> list[str]:
+    if content is None:
+        return []
+    return content.decode("utf-8", "replace").splitlines(keepends=True)
+
+
+def change_diff(change: Change) -> str:
+    """One change: a unified diff, or one line for what cannot or must not be shown."""
+    path, desired, current = change.desired.path, change.desired, change.current
+    lines = []
+    if change.write:
+        if desired.secret:
+            verb = "create" if current.content is None else "replace"
+            lines.append(f"{path}: {verb} (content not shown: it holds a secret)\n")
+        else:
+            old = "/dev/null" if current.content is None else path
+            diff = difflib.unified_diff(
+                _text(current.content), _text(desired.content), old, f"{path} (chatmail-setup)"
+            )
+            shown = [line if line.endswith("\n") else line + "\n" for line in diff]
+            if not shown:  # empty, or bytes that differ where the text does not
+                verb = "create" if current.content is None else "replace"
+                shown = [f"{path}: {verb} ({len(desired.content)} bytes, no text difference)\n"]
+            lines.extend(shown)
+        if current.content is None:
+            lines.append(f"{path}: new, mode {desired.mode:04o}, {desired.owner}:{desired.group}\n")
+    if change.fix_mode or (change.write and current.mode not in (None, desired.mode)):
+        lines.append(f"{path}: mode {current.mode:04o} -> {desired.mode:04o}\n")
+    if change.fix_owner:
+        lines.append(f"{path}: owner -> {desired.owner}:{desired.group}\n")
+    return "".join(lines)
+
+
+def plan_diff(plan: Plan) -> str:
+    """All changes, then one summary line."""
+    if not plan.changes:
+        return "chatmail-setup: nothing to change\n"
+    body = "".join(change_diff(change) for change in plan.changes)
+    parts = ", ".join(part.name for part in plan.changed_parts())
+    return f"{body}chatmail-setup: {len(plan.changes)} file(s) to change ({parts})\n"

@@ -1,0 +1,188 @@
+"""chatmail-setup on a fresh Debian 12 under real systemd: the steps of docs/admin.md.
+
+One booted container for the module (the cached root of test_systemd.py): the .deb installed
+with apt-get together with Postfix, Dovecot and nginx, a chatmail.ini, `chatmail-setup` with a
+self-signed certificate, then a login over the real stack, a second run, a dry run, an
+admin's own Postfix setting and a broken template. Each test builds on the ones before it.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+
+import pytest
+from harness.container import Container
+from package.test_systemd import DOMAIN, MAIL_STACK, _active, _apt, _with_package
+
+pytestmark = pytest.mark.package
+
+CONFIG = f"""\
+[chatmail]
+mail_domain = {DOMAIN}
+
+[auth]
+# a busy test machine must not refuse account creation
+max_load_1m = 1000
+min_available_memory = 0
+min_free_disk = 0
+
+[tls]
+self_signed = yes
+"""
+WATCHED = "/etc/postfix /etc/dovecot /etc/chatmail /etc/turnserver.conf"
+TEMPLATES = "/usr/lib/python3/dist-packages/chatmail_services/templates"
+LOGIN = """\
+import imaplib, smtplib, ssl, sys
+addr, password = sys.argv[1], sys.argv[2]
+context = ssl.create_default_context(cafile="/etc/chatmail/tls/fullchain.pem")
+imap = imaplib.IMAP4_SSL("{domain}", 993, ssl_context=context)
+print(imap.login(addr, password)[0])
+print(imap.select("INBOX")[0])
+imap.logout()
+smtp = smtplib.SMTP("{domain}", 587)
+smtp.starttls(context=context)
+print(smtp.login(addr, password)[0])
+smtp.quit()
+"""
+
+
+@pytest.fixture(scope="module")
+def ct(built_deb, tmp_path_factory: pytest.TempPathFactory):
+    with _with_package(built_deb, tmp_path_factory.mktemp("container")) as container:
+        yield container
+
+
+def setup(ct: Container, *args: str):
+    return ct.run(["chatmail-setup", *args], timeout=300)
+
+
+def snapshot(ct: Container) -> str:
+    """Path, mode, owner, mtime and checksum of every file the setup may touch."""
+    return ct.check(
+        f"find {WATCHED} -type f -printf '%p %m %u %T@ ' -exec sha256sum {{}} \\; 2>/dev/null"
+        " | sort"
+    )
+
+
+def cursor(ct: Container) -> str:
+    out = ct.check(["journalctl", "--show-cursor", "-n", "0", "--no-pager"])
+    return out.rsplit("-- cursor: ", 1)[1].strip()
+
+
+def reloads_since(ct: Container, after: str) -> list[str]:
+    """systemd's reload lines (and Postfix's and Dovecot's own) since the cursor."""
+    out = ct.check(["journalctl", "--after-cursor", after, "--no-pager", "-o", "cat"])
+    return [line for line in out.splitlines() if re.search(r"[Rr]eload|SIGHUP", line)]
+
+
+def test_apt_installs_the_package_with_the_mail_stack(ct):
+    ct.check(
+        "debconf-set-selections",
+        input="postfix postfix/main_mailer_type select Internet Site\n"
+        f"postfix postfix/mailname string {DOMAIN}\n",
+    )
+    _apt(ct, "install", ct.deb, *MAIL_STACK)
+    for unit in ("postfix.service", "dovecot.service", "nginx.service", "chatmail-auth.socket"):
+        assert _active(ct, unit) == "active", unit
+    assert ct.path("/usr/bin/chatmail-setup").exists()
+    hook = "/etc/letsencrypt/renewal-hooks/deploy/chatmail-services"
+    assert ct.check(["stat", "-c", "%a", hook]).strip() == "755"
+
+
+def test_setup_makes_the_relay(ct):
+    ct.path("/etc/chatmail/chatmail.ini").write_text(CONFIG)
+    ct.check(f"echo '127.0.0.1 {DOMAIN}' >> /etc/hosts")
+    result = setup(ct)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "chatmail-setup: done: tls, postfix, dovecot (checked, reloaded)" in result.stdout
+    assert "+smtpd_milters = unix:chatmail/milter.sock" in result.stdout  # the diff
+    assert ct.run(["postfix", "check"]).returncode == 0
+    doveconf = ct.run(["doveconf", "-n"])
+    assert doveconf.returncode == 0 and doveconf.stderr == "", doveconf.stderr
+    # Debian's conf.d (PAM and the system users) is not read: only chatmail-auth's dict
+    dbs = re.findall(r"^(passdb|userdb) \{\n(?:  .*\n)*?  driver = (\w+)", doveconf.stdout, re.M)
+    assert dbs == [("passdb", "dict"), ("userdb", "dict")], doveconf.stdout
+    assert ct.check(["postconf", "-h", "myhostname"]).strip() == DOMAIN
+    assert ct.check(["stat", "-c", "%a %U", "/etc/chatmail/tls/privkey.pem"]).split() == [
+        "600",
+        "root",
+    ]
+    assert ct.check(["stat", "-c", "%U", "/etc/chatmail/dkim/chatmail.private"]).strip() == "vmail"
+    for unit in ("postfix.service", "dovecot.service"):
+        assert _active(ct, unit) == "active", unit
+    # the original main.cf is kept beside ours
+    assert ct.run("ls /etc/postfix/main.cf.chatmail-setup.bak.*").returncode == 0
+
+
+def test_a_login_over_the_real_stack_creates_the_account(ct):
+    addr = f"{secrets.token_hex(5)[:9]}@{DOMAIN}"
+    password = secrets.token_urlsafe(16)
+    ct.path("/root/login.py").write_text(LOGIN.format(domain=DOMAIN))
+    out = ct.check(["python3", "/root/login.py", addr, password], timeout=120)
+    assert out.split() == ["OK", "OK", "235"], out
+    stat = ct.check(["stat", "-c", "%U", f"/var/lib/chatmail/mailboxes/{addr}"]).strip()
+    assert stat == "vmail"
+
+
+def test_a_second_run_changes_nothing(ct):
+    before, after_cursor = snapshot(ct), cursor(ct)
+    result = setup(ct)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "chatmail-setup: nothing to change\n"
+    assert snapshot(ct) == before
+    assert reloads_since(ct, after_cursor) == []
+
+
+def test_an_admins_own_postfix_setting_survives(ct):
+    ct.check(["postconf", "-e", "smtpd_client_connection_rate_limit=30"])
+    result = setup(ct)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "chatmail-setup: nothing to change\n"
+    assert ct.check(["postconf", "-h", "smtpd_client_connection_rate_limit"]).strip() == "30"
+
+
+def test_dry_run_shows_the_diff_and_changes_nothing(ct):
+    ct.path("/etc/chatmail/chatmail.ini").write_text(
+        CONFIG.replace("[auth]", "max_message_size = 20000000\n\n[auth]")
+    )
+    before, after_cursor = snapshot(ct), cursor(ct)
+    result = setup(ct, "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert "-message_size_limit = 31457280\n+message_size_limit = 20000000\n" in result.stdout
+    assert "1 file(s) to change (postfix)" in result.stdout
+    assert snapshot(ct) == before
+    assert reloads_since(ct, after_cursor) == []
+    # the same run for real changes main.cf, keeps the old one, and reloads Postfix only
+    result = setup(ct)
+    assert result.returncode == 0, result.stderr
+    assert ct.check(["postconf", "-h", "message_size_limit"]).strip() == "20000000"
+    assert any("postfix" in line.lower() for line in reloads_since(ct, after_cursor))
+    assert not any("dovecot" in line.lower() for line in reloads_since(ct, after_cursor))
+
+
+def test_a_broken_template_value_is_reported_and_nothing_is_reloaded(ct):
+    broken = ct.path("/root/broken/postfix/main.cf")
+    broken.parent.mkdir(parents=True)
+    text = ct.path(f"{TEMPLATES}/postfix/main.cf").read_text()
+    broken.write_text(text.replace("{{max_message_size}}", "{{max_message_size}}x"))
+    before, after_cursor = snapshot(ct), cursor(ct)
+    result = setup(ct, "--templates", "/root/broken")
+    assert result.returncode == 1
+    problems = result.stderr.splitlines()
+    assert problems == [
+        "chatmail-setup: postfix: postfix check: postfix: fatal: bad numerical configuration: "
+        "message_size_limit = 20000000x",
+        "chatmail-setup: every file restored as it was; nothing reloaded",
+    ], result.stderr
+    assert snapshot(ct) == before
+    assert reloads_since(ct, after_cursor) == []
+    assert _active(ct, "postfix.service") == "active"
+
+
+def test_the_certbot_hook_reloads_the_services(ct):
+    after_cursor = cursor(ct)
+    ct.check(["/etc/letsencrypt/renewal-hooks/deploy/chatmail-services"], timeout=120)
+    lines = " ".join(reloads_since(ct, after_cursor)).lower()
+    assert "postfix" in lines and "dovecot" in lines and "nginx" in lines, lines
+    assert ct.state() == "running", ct.run("systemctl --failed").stdout
