@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from chatmail_services import layout
+from chatmail_services.address import account_address, address_domain, local_part
 from chatmail_services.config import Config
 
 from .hashing import HashError, hash_password
 
-MAX_LOCALPART = layout.MAX_LOCALPART
 MAX_PASSWORD_BYTES = 256
 
 
@@ -99,19 +99,10 @@ def settings_from_config(config: Config) -> Settings:
 # -- names and passwords --
 
 
-def split_address(settings: Settings, user: str) -> str | None:
-    """The local part of `user` if it is a safe address of our domain, else None.
-
-    Upper-case ASCII is folded (Dovecot already does with `%Lu`); anything non-ASCII, any
-    `/`, NUL, control character or leading `.` is refused, whatever its length.
-    """
-    return layout.local_part(settings.mail_domain, user)
-
-
 def normalize_address(settings: Settings, user: str) -> str | None:
-    """`local@domain` in lower case, or None when `user` is not a safe address of ours."""
-    local = split_address(settings, user)
-    return None if local is None else f"{local}@{settings.mail_domain}"
+    """`local@domain` in lower case, or None when `user` is not an account name of ours."""
+    local = local_part(settings.mail_domain, user)
+    return None if local is None else account_address(settings.mail_domain, local)
 
 
 def creation_refusal(settings: Settings, local: str, password: str) -> str | None:
@@ -226,10 +217,10 @@ def lookup_passdb(settings: Settings, user: str, password: str, *, create: bool 
     return the one hash that won). With `create=False` such an address answers CREATABLE
     instead, so a front end can run the slow creation elsewhere.
     """
-    local = split_address(settings, user)
+    local = local_part(settings.mail_domain, user)
     if local is None:
         return Result(Status.NOT_FOUND, reason="not a valid address")
-    address = f"{local}@{settings.mail_domain}"
+    address = account_address(settings.mail_domain, local)
     try:
         stored = read_hash(settings, address)
     except OSError as exc:
@@ -355,7 +346,7 @@ def last_login(settings: Settings, user: str) -> int | None:
 
 def iter_users(settings: Settings) -> Iterator[str]:
     """Every complete account (address with a password file), in directory order."""
-    suffix = "@" + settings.mail_domain
+    suffix = "@" + address_domain(settings.mail_domain)
     try:
         entries = os.scandir(settings.mailboxes_dir)
     except FileNotFoundError:

@@ -11,6 +11,7 @@ import string
 import sys
 
 from chatmail_services import dictserver, layout
+from chatmail_services.address import account_address
 from chatmail_services.cli import add_config_argument, load_or_exit, log_config_warnings
 from chatmail_services.config import EX_CONFIG, Config
 from chatmail_services.logsetup import setup_logging
@@ -108,7 +109,7 @@ def new_credentials(settings: Settings) -> dict[str, str]:
     alphabet = string.ascii_lowercase + string.digits
     for _ in range(100):
         local = "".join(secrets.choice(alphabet) for _ in range(settings.username_max_length))
-        address = f"{local}@{settings.mail_domain}"
+        address = account_address(settings.mail_domain, local)
         if not os.path.lexists(layout.account_dir(settings.mailboxes_dir, address)):
             break
     length = min(max(settings.password_min_length, 24), accounts.MAX_PASSWORD_BYTES)

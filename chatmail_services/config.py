@@ -94,10 +94,24 @@ def _optional_abs_path(text: str) -> str:
     return _abs_path(text) if text.strip() else ""
 
 
-def _domain(text: str) -> str:
+def _is_host_name(value: str) -> bool:
+    """A DNS host name: LDH labels, the last one not all digits (that would be an IP)."""
+    return bool(_DOMAIN_RE.match(value)) and not value.rpartition(".")[2].isdigit()
+
+
+def _mail_domain(text: str) -> str:
+    """A domain name, or an IPv4 address for a relay without one (addresses `user@[ip]`)."""
     value = text.strip().lower()
-    if not _DOMAIN_RE.match(value):
-        raise ValueError(f"not a valid domain name: {text.strip()!r}")
+    try:
+        address = ipaddress.ip_address(value)
+    except ValueError:
+        address = None
+    if address is not None:
+        if address.version == 6:
+            raise ValueError(f"an IPv6 address cannot be the mail domain, use a name: {value!r}")
+        return str(address)
+    if not _is_host_name(value):
+        raise ValueError(f"not a valid domain name or IPv4 address: {text.strip()!r}")
     return value
 
 
@@ -212,14 +226,14 @@ def _optional_host(text: str) -> str:
         if address.version == 6:
             raise ValueError(f"an IPv6 address cannot be told to clients, use a name: {value!r}")
         return str(address)
-    if not _DOMAIN_RE.match(value):
+    if not _is_host_name(value):
         raise ValueError(f"not a host name or IP address: {text.strip()!r}")
     return value
 
 
 def _default_domain() -> str:
     name = socket.getfqdn().strip().lower()
-    return name if _DOMAIN_RE.match(name) else "localhost"
+    return name if _is_host_name(name) else "localhost"
 
 
 # -- the schema --
@@ -235,7 +249,10 @@ class ChatmailSection:
     """`[chatmail]`: what all services share."""
 
     mail_domain: str = _opt(
-        _domain, _default_domain, "the relay's mail domain (default: this host's FQDN)"
+        _mail_domain,
+        _default_domain,
+        "the relay's mail domain (default: this host's FQDN); an IPv4 address for a relay "
+        "without a domain name (addresses are then user@[192.0.2.1])",
     )
     mailboxes_dir: str = _opt(
         _abs_path, "/var/lib/chatmail/mailboxes", "root of the per-account Maildir homes"

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from chatmail_services import dictproto, layout
+from chatmail_services.address import account_address, local_part
 from chatmail_services.config import Config
 from chatmail_services.dictserver import Deferred
 
@@ -57,10 +58,10 @@ def settings_from_config(config: Config) -> Settings:
 
 def account_home(settings: Settings, user: str) -> Path | None:
     """The home of an existing account named `user`, or None."""
-    local = layout.local_part(settings.mail_domain, user)
+    local = local_part(settings.mail_domain, user)
     if local is None:
         return None
-    home = layout.account_dir(settings.mailboxes_dir, f"{local}@{settings.mail_domain}")
+    home = layout.account_dir(settings.mailboxes_dir, account_address(settings.mail_domain, local))
     return home if home.is_dir() and not home.is_symlink() else None
 
 

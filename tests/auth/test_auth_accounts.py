@@ -241,3 +241,24 @@ def test_creation_failure_is_temporary_and_does_not_name_the_address(settings):
     assert result.status is Status.TEMPFAIL
     assert "cannot create account" in result.reason
     assert "abcdefghi" not in result.reason
+
+
+@pytest.mark.parametrize("local", ["qadot002.", "qa..dot03", "-abcdefgh"])
+def test_names_that_are_no_dot_atom_or_look_like_options_create_nothing(settings, local):
+    name = f"{local}@chat.example"
+    assert accounts.lookup_passdb(settings, name, PASSWORD).status is Status.NOT_FOUND
+    assert not any(Path(settings.mailboxes_dir).iterdir())
+
+
+def test_a_relay_without_a_domain_name_has_address_literal_accounts(make_config):
+    settings = settings_from_config(make_config(chatmail={"mail_domain": "192.0.2.1"}))
+    created = accounts.lookup_passdb(settings, "ABCdefghi@[192.0.2.1]", PASSWORD)
+    assert created.status is Status.FOUND and created.created
+    assert os.listdir(settings.mailboxes_dir) == ["abcdefghi@[192.0.2.1]"]
+    assert list(accounts.iter_users(settings)) == ["abcdefghi@[192.0.2.1]"]
+    assert accounts.lookup_userdb(settings, "abcdefghi@[192.0.2.1]").status is Status.FOUND
+    for other in ("abcdefghi@192.0.2.1", "abcdefghi@[192.0.2.2]", "abcdefghi@chat.example"):
+        assert accounts.lookup_userdb(settings, other).status is Status.NOT_FOUND
+    lookup = enforcement_lookup(settings.mailboxes_dir, "192.0.2.1")
+    assert lookup("abcdefghi@[192.0.2.1]")
+    assert not lookup("abcdefghi@192.0.2.1")  # not ours: Postfix's business
