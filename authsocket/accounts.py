@@ -20,7 +20,7 @@ from pathlib import Path
 
 from chatmail_services import layout
 from chatmail_services.address import account_address, address_domain, local_part
-from chatmail_services.config import Config
+from chatmail_services.config import Config, SettingsError
 
 from .hashing import HashError, hash_password
 
@@ -61,10 +61,6 @@ class Settings:
     max_load_1m: float
     min_available_memory: int
     min_free_disk: int
-
-
-class SettingsError(Exception):
-    """The configuration names something that does not exist (e.g. an unknown mail_user)."""
 
 
 def settings_from_config(config: Config) -> Settings:

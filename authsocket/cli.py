@@ -12,30 +12,27 @@ import sys
 
 from chatmail_services import dictserver, layout
 from chatmail_services.address import account_address
-from chatmail_services.cli import add_config_argument, load_or_exit, log_config_warnings
-from chatmail_services.config import EX_CONFIG, Config
+from chatmail_services.cli import (
+    add_config_argument,
+    build_or_exit,
+    load_or_exit,
+    log_config_warnings,
+)
+from chatmail_services.config import Config
 from chatmail_services.logsetup import setup_logging
 
 from . import accounts
-from .accounts import Settings, SettingsError, Status
+from .accounts import Settings, Status
 from .hashing import verify_password
 from .session import Session
 
 EX_TEMPFAIL = 111  # checkpassword: temporary failure
 
 
-def _settings(config: Config) -> Settings:
-    try:
-        return accounts.settings_from_config(config)
-    except SettingsError as exc:
-        print(f"configuration error: {exc}", file=sys.stderr)
-        raise SystemExit(EX_CONFIG) from None
-
-
 def cmd_serve(config: Config, socket_path: str | None) -> int:
     setup_logging(config.chatmail.log_level, "chatmail.auth")
     log_config_warnings(config)
-    settings = _settings(config)
+    settings = build_or_exit(accounts.settings_from_config, config)
     return dictserver.serve(lambda: Session(settings), socket_path or config.auth.socket, "auth")
 
 
@@ -59,7 +56,7 @@ def cmd_checkpassword(config: Config, reply: list[str]) -> int:
     AUTHORIZED=1); 111: temporary failure; 2: unusable input.
     """
     setup_logging(config.chatmail.log_level, "chatmail.auth")
-    settings = _settings(config)
+    settings = build_or_exit(accounts.settings_from_config, config)
     try:
         data = _read_fd3()
     except OSError:
@@ -136,5 +133,5 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_serve(config, args.socket)
     if args.command == "checkpassword":
         return cmd_checkpassword(config, args.reply)
-    print(json.dumps(new_credentials(_settings(config))))
+    print(json.dumps(new_credentials(build_or_exit(accounts.settings_from_config, config))))
     return 0

@@ -33,6 +33,11 @@ class ConfigError(Exception):
     """A configuration value is unusable; the message is one line for the admin."""
 
 
+class SettingsError(ConfigError):
+    """The configuration parses but cannot be served: it names a user, file or key that is
+    missing or unusable (one line for the admin)."""
+
+
 # -- value parsers: each takes the raw string and returns the value or raises ValueError --
 
 

@@ -255,7 +255,7 @@ class ChatmailMilter(Milter.Base):
         if self.service.signer is None:
             return
         sender = dkimpolicy.from_domain(msg.headers)
-        if sender.domain != self.service.mail_domain.lower():
+        if sender.literal or sender.domain != self.service.mail_domain.lower():
             return
         value = self.service.signer.sign(self._whole(msg))
         if not self._protocol & Milter.P_HDR_LEADSPC:
