@@ -9,6 +9,7 @@ front ends turn it into exit status 78 (EX_CONFIG). Unknown keys become warnings
 from __future__ import annotations
 
 import configparser
+import dataclasses
 import ipaddress
 import os
 import re
@@ -498,6 +499,12 @@ def _default_text(spec: Any) -> str:
     return default() if callable(default) else default
 
 
+def default(section: type, name: str) -> Any:
+    """The parsed default of option `name` of a section class: the one source of defaults."""
+    (spec,) = (spec for spec in fields(section) if spec.name == name)
+    return spec.metadata["parse"](_default_text(spec))
+
+
 def _build_section(cls: type, path: str, name: str, raw: dict[str, str]) -> Any:
     values = {}
     for spec in fields(cls):
@@ -570,11 +577,8 @@ def load_config(cli_path: str | None = None) -> Config:
     except FileNotFoundError:
         if explicit:
             raise ConfigError(f"{path}: configuration file not found") from None
-        config = parse_config("", path)
-        return Config(
-            **{f.name: getattr(config, f.name) for f in fields(Config) if f.name != "warnings"},
-            warnings=(f"{path}: not found, using built-in defaults",),
-        )
+        warning = f"{path}: not found, using built-in defaults"
+        return dataclasses.replace(parse_config("", path), warnings=(warning,))
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read: {exc}") from None
     return parse_config(text, path)

@@ -43,32 +43,24 @@ def split_fields(line: str) -> list[str]:
     return [tab_unescape(f) for f in line.split("\t")]
 
 
-def escape_e(text: str) -> str:
-    """Dovecot's `%E`: a backslash before `"`, `'` and `\\`."""
-    return text.replace("\\", "\\\\").replace('"', '\\"').replace("'", "\\'")
-
-
 def split_passdb_key(rest: str) -> tuple[str, str] | None:
     """Split `<%E password>"<%E user>` at the first unescaped `"`; None if there is none."""
     if "\\" not in rest:  # the common case: nothing escaped
         password, sep, user = rest.partition('"')
         return (password, user) if sep else None
-    out: list[str] = []
     i, n = 0, len(rest)
     while i < n:
-        ch = rest[i]
-        if ch == "\\" and i + 1 < n:
-            out.append(rest[i + 1])
+        if rest[i] == "\\":
             i += 2
-        elif ch == '"':
-            return "".join(out), _unescape_e(rest[i + 1 :])
+        elif rest[i] == '"':
+            return _unescape_e(rest[:i]), _unescape_e(rest[i + 1 :])
         else:
-            out.append(ch)
             i += 1
     return None
 
 
 def _unescape_e(text: str) -> str:
+    """Undo Dovecot's `%E` (a backslash before `"`, `'` and `\\`): drop each escaping one."""
     if "\\" not in text:
         return text
     out = []
