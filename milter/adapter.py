@@ -66,9 +66,7 @@ def _reply_text(text: str) -> str:
     return clean.replace("%", "%%")
 
 
-def _guarded(
-    *, starts_message: bool = False
-) -> Callable[[Callable[..., int]], Callable[..., int]]:
+def _guarded(*, starts_message: bool = False) -> Callable[[Callable[..., int]], Callable[..., int]]:
     """Turn any exception in a callback into a logged 451 4.3.0 temporary failure, and so a
     failure remembered by a no-reply step (`_deferred`), unless the callback `starts_message`
     (MAIL FROM begins a new one)."""
