@@ -105,11 +105,11 @@ def new_credentials(settings: Settings) -> dict[str, str]:
     """A random unused valid address and a strong password; stores nothing."""
     alphabet = string.ascii_lowercase + string.digits
     for _ in range(100):
-        local = "".join(secrets.choice(alphabet) for _ in range(settings.username_max_length))
-        address = account_address(settings.mail_domain, local)
-        if not os.path.lexists(layout.account_dir(settings.mailboxes_dir, address)):
+        local = "".join(secrets.choice(alphabet) for _ in range(settings.auth.username_max_length))
+        address = account_address(settings.chatmail.mail_domain, local)
+        if not os.path.lexists(layout.account_dir(settings.chatmail.mailboxes_dir, address)):
             break
-    length = min(max(settings.password_min_length, 24), accounts.MAX_PASSWORD_BYTES)
+    length = min(max(settings.auth.password_min_length, 24), accounts.MAX_PASSWORD_BYTES)
     chars = string.ascii_letters + string.digits
     password = "".join(secrets.choice(chars) for _ in range(length))
     return {"email": address, "password": password}
