@@ -13,8 +13,9 @@ import sys
 from chatmail_services import dictserver, layout
 from chatmail_services.address import account_address
 from chatmail_services.cli import (
-    add_config_argument,
+    add_dict_serve_command,
     build_or_exit,
+    command_parser,
     load_or_exit,
     log_config_warnings,
 )
@@ -116,14 +117,12 @@ def new_credentials(settings: Settings) -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="chatmail-auth",
-        description="Dovecot auth responder: accounts are created on first login.",
+    parser = command_parser(
+        "chatmail-auth",
+        "Dovecot auth responder: accounts are created on first login.",
     )
-    add_config_argument(parser)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    serve = sub.add_parser("serve", help="serve Dovecot's dict protocol (socket activation)")
-    serve.add_argument("--socket", metavar="PATH", help="socket path without socket activation")
+    add_dict_serve_command(sub)
     check = sub.add_parser("checkpassword", help="Dovecot 2.3 checkpassword interface")
     check.add_argument("reply", nargs=argparse.REMAINDER, help="program to run on success")
     sub.add_parser("new-credentials", help="print a random new address and password as JSON")

@@ -15,12 +15,21 @@ T = TypeVar("T")
 CONFIG_ERROR = "configuration error"
 
 
-def add_config_argument(parser: argparse.ArgumentParser) -> None:
+def command_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    """The argument parser of one front end, with the `--config` option they all have."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument(
         "--config",
         metavar="PATH",
         help="configuration file (default: $CHATMAIL_CONFIG, else /etc/chatmail/chatmail.ini)",
     )
+    return parser
+
+
+def add_dict_serve_command(sub: argparse._SubParsersAction) -> None:
+    """`serve [--socket PATH]` of a dict responder (chatmail-auth, chatmail-metadata)."""
+    serve = sub.add_parser("serve", help="serve Dovecot's dict protocol (socket activation)")
+    serve.add_argument("--socket", metavar="PATH", help="socket path without socket activation")
 
 
 def exit_config(exc: ConfigError, prefix: str = CONFIG_ERROR) -> NoReturn:

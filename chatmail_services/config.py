@@ -19,6 +19,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from .address import MAX_LOCAL_PART
+
 DEFAULT_CONFIG_PATH = "/etc/chatmail/chatmail.ini"
 CONFIG_ENV = "CHATMAIL_CONFIG"
 EX_CONFIG = 78
@@ -105,20 +107,28 @@ def _is_host_name(value: str) -> bool:
     return bool(_DOMAIN_RE.match(value)) and not value.rpartition(".")[2].isdigit()
 
 
-def _mail_domain(text: str) -> str:
-    """A domain name, or an IPv4 address for a relay without one (addresses `user@[ip]`)."""
-    value = text.strip().lower()
+def _name_or_ipv4(value: str, no_ipv6: str, neither: str) -> str:
+    """`value` (stripped, lower case) if a host name, else as a canonical IPv4 address.
+
+    ValueError `no_ipv6` for an IPv6 address, `neither` for anything else."""
     try:
         address = ipaddress.ip_address(value)
     except ValueError:
-        address = None
-    if address is not None:
-        if address.version == 6:
-            raise ValueError(f"an IPv6 address cannot be the mail domain, use a name: {value!r}")
-        return str(address)
-    if not _is_host_name(value):
-        raise ValueError(f"not a valid domain name or IPv4 address: {text.strip()!r}")
-    return value
+        if not _is_host_name(value):
+            raise ValueError(f"{neither}: {value!r}") from None
+        return value
+    if address.version == 6:
+        raise ValueError(f"{no_ipv6}, use a name: {value!r}")
+    return str(address)
+
+
+def _mail_domain(text: str) -> str:
+    """A domain name, or an IPv4 address for a relay without one (addresses `user@[ip]`)."""
+    return _name_or_ipv4(
+        text.strip().lower(),
+        "an IPv6 address cannot be the mail domain",
+        "not a valid domain name or IPv4 address",
+    )
 
 
 def _word(text: str) -> str:
@@ -224,17 +234,9 @@ def _optional_host(text: str) -> str:
     value = text.strip().lower()
     if not value:
         return ""
-    try:
-        address = ipaddress.ip_address(value)
-    except ValueError:
-        address = None
-    if address is not None:
-        if address.version == 6:
-            raise ValueError(f"an IPv6 address cannot be told to clients, use a name: {value!r}")
-        return str(address)
-    if not _is_host_name(value):
-        raise ValueError(f"not a host name or IP address: {text.strip()!r}")
-    return value
+    return _name_or_ipv4(
+        value, "an IPv6 address cannot be told to clients", "not a host name or IP address"
+    )
 
 
 def _default_domain() -> str:
@@ -283,10 +285,10 @@ class AuthSection:
         _abs_path, "/run/chatmail/auth.sock", "socket path when not socket-activated"
     )
     username_min_length: int = _opt(
-        _int_range(1, 64), "9", "shortest local part a new account may have"
+        _int_range(1, MAX_LOCAL_PART), "9", "shortest local part a new account may have"
     )
     username_max_length: int = _opt(
-        _int_range(1, 64), "9", "longest local part a new account may have"
+        _int_range(1, MAX_LOCAL_PART), "9", "longest local part a new account may have"
     )
     password_min_length: int = _opt(
         _int_range(1, 256), "9", "shortest password a new account may have"

@@ -6,7 +6,7 @@ byte survives the round trip to the account core and back.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 _ESCAPES = {"\x01": "\x011", "\t": "\x01t", "\r": "\x01r", "\n": "\x01n"}
 _UNESCAPES = {"1": "\x01", "t": "\t", "r": "\r", "n": "\n"}
@@ -136,6 +136,35 @@ class Bad:
 
 
 Command = Hello | Lookup | Iterate | Begin | Change | Commit | Rollback | Bad
+
+
+@dataclass
+class Transaction:
+    """An open transaction: the user of its `B` line and the changes sent since."""
+
+    user: str
+    changes: list[Change] = field(default_factory=list)
+
+
+class Transactions(dict[str, Transaction]):
+    """A connection's open transactions by id; `pop(tid)` takes one out at its commit."""
+
+    def track(self, cmd: Command) -> bool:
+        """Apply a Begin, Change or Rollback (no reply is due); False for other commands.
+
+        A change or rollback of an unknown transaction is ignored, as Dovecot expects.
+        """
+        if isinstance(cmd, Begin):
+            self[cmd.tid] = Transaction(cmd.user)
+        elif isinstance(cmd, Change):
+            transaction = self.get(cmd.tid)
+            if transaction is not None:
+                transaction.changes.append(cmd)
+        elif isinstance(cmd, Rollback):
+            self.pop(cmd.tid, None)
+        else:
+            return False
+        return True
 
 
 def _int(text: str) -> int | None:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from chatmail_services import dnsquery
-from chatmail_services.cli import add_config_argument, build_or_exit, load_or_exit
+from chatmail_services.cli import build_or_exit, command_parser, load_or_exit
 from chatmail_services.config import Config, _nameservers, _positive_float
 
 from . import mtasts
@@ -34,12 +34,10 @@ def _argtype(parse: Callable[[str], Any]) -> Callable[[str], Any]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="chatmail-dns",
-        description="Print the DNS records of the relay (default), check them, "
-        "or print the MTA-STS policy.",
+    parser = command_parser(
+        "chatmail-dns",
+        "Print the DNS records of the relay (default), check them, or print the MTA-STS policy.",
     )
-    add_config_argument(parser)
     what = parser.add_mutually_exclusive_group()
     what.add_argument(
         "--check", action="store_true", help="look the records up and report each one"

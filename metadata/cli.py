@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
 import ssl
 
 from chatmail_services import dictserver
 from chatmail_services.cli import (
-    add_config_argument,
+    add_dict_serve_command,
     build_or_exit,
+    command_parser,
     load_or_exit,
     log_config_warnings,
 )
@@ -48,14 +48,12 @@ def service_from_config(config: Config) -> tuple[Settings, Notifier | None]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="chatmail-metadata",
-        description="Dovecot IMAP METADATA responder: push device tokens and server keys.",
+    parser = command_parser(
+        "chatmail-metadata",
+        "Dovecot IMAP METADATA responder: push device tokens and server keys.",
     )
-    add_config_argument(parser)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    serve = sub.add_parser("serve", help="serve Dovecot's dict protocol (socket activation)")
-    serve.add_argument("--socket", metavar="PATH", help="socket path without socket activation")
+    add_dict_serve_command(sub)
     args = parser.parse_args(argv)
     config = load_or_exit(args.config)
     setup_logging(config.chatmail.log_level, "chatmail.metadata")

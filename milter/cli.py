@@ -17,8 +17,8 @@ from chatmail_services import dkimkey
 from chatmail_services.activation import inherited_sockets, notify_ready, notify_stopping
 from chatmail_services.address import ipv4_domain
 from chatmail_services.cli import (
-    add_config_argument,
     build_or_exit,
+    command_parser,
     load_or_exit,
     log_config_warnings,
 )
@@ -38,10 +38,10 @@ KEY_OWNER = "vmail"  # the User= of chatmail-milter.service, which signs
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="chatmail-milter", description="Encryption-checking milter for Postfix."
+    parser = command_parser(
+        "chatmail-milter",
+        "Encryption-checking milter for Postfix.",
     )
-    add_config_argument(parser)
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the milter (socket-activated or on --socket)")
     serve.add_argument(
