@@ -5,7 +5,8 @@ auth responder creates it with a `password` file (the hash) and the incoming-enc
 marker; the milter reads the marker; the reaper reads the last-login time; chatmail-metadata
 keeps the push device tokens in `devicetokens`, so removing the home removes them too. The last
 successful IMAP login is recorded as the password file's mtime, at day granularity (the
-same convention as chatmaild), so no further file or database is needed.
+same convention as chatmaild), so no further file or database is needed. Which names are
+addresses (account names) is the one rule in `chatmail_services/address.py`.
 """
 
 from __future__ import annotations
