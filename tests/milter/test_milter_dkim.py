@@ -448,15 +448,20 @@ def test_serve_with_garbage_key_refuses_to_start(make_config, tmp_path):
     assert result.returncode == 78 and "not a PEM private key" in result.stderr
 
 
-def test_dkim_keygen_creates_the_key_and_prints_the_record(make_config, tmp_path):
-    key = tmp_path / "dkim" / "new.private"
-    config = make_config(dkim={"key_file": key, "selector": "sel2026"})
-    result = subprocess.run(
+def keygen(config) -> subprocess.CompletedProcess[str]:
+    """`chatmail-milter dkim-keygen` for `config`, the key owned by the mail user."""
+    return subprocess.run(
         [MILTER, "--config", config.path, "dkim-keygen", "--owner", MAIL_USER],
         capture_output=True,
         text=True,
         timeout=60,
     )
+
+
+def test_dkim_keygen_creates_the_key_and_prints_the_record(make_config, tmp_path):
+    key = tmp_path / "dkim" / "new.private"
+    config = make_config(dkim={"key_file": key, "selector": "sel2026"})
+    result = keygen(config)
     assert result.returncode == 0, result.stderr
     stat = key.stat()
     assert stat.st_mode & 0o777 == 0o600
@@ -535,12 +540,7 @@ def test_a_relay_without_a_domain_name_submits_unsigned(make_config, tmp_path, b
 def test_dkim_keygen_of_a_relay_without_a_domain_name_has_no_record(make_config, tmp_path):
     key = tmp_path / "dkim" / "new.private"
     config = make_config(chatmail={"mail_domain": "192.0.2.1"}, dkim={"key_file": key})
-    result = subprocess.run(
-        [MILTER, "--config", config.path, "dkim-keygen", "--owner", MAIL_USER],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = keygen(config)
     assert result.returncode == 0, result.stderr
     assert result.stdout == "" and key.exists()
     assert "a relay without a domain name signs nothing" in result.stderr
