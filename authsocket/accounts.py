@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from chatmail_services import layout
-from chatmail_services.config import Config
+from chatmail_services.address import account_address, address_domain, local_part
+from chatmail_services.config import AuthSection, ChatmailSection, Config, SettingsError
 
 from .hashing import HashError, hash_password
 
-MAX_LOCALPART = layout.MAX_LOCALPART
 MAX_PASSWORD_BYTES = 256
 
 
@@ -47,24 +47,13 @@ class Result:
 
 @dataclass(frozen=True)
 class Settings:
-    """What the rules need from the configuration, resolved once at start."""
+    """What the rules need from the configuration, resolved once at start: the `[chatmail]`
+    and `[auth]` sections as parsed, and the numeric uid/gid of `mail_user`."""
 
-    mail_domain: str
-    mailboxes_dir: str
+    chatmail: ChatmailSection
+    auth: AuthSection
     uid: int
     gid: int
-    max_mailbox_size: int
-    username_min_length: int
-    username_max_length: int
-    password_min_length: int
-    nocreate_file: str
-    max_load_1m: float
-    min_available_memory: int
-    min_free_disk: int
-
-
-class SettingsError(Exception):
-    """The configuration names something that does not exist (e.g. an unknown mail_user)."""
 
 
 def settings_from_config(config: Config) -> Settings:
@@ -80,45 +69,23 @@ def settings_from_config(config: Config) -> Settings:
         uid, gid = entry.pw_uid, entry.pw_gid
     else:
         uid, gid = os.getuid(), os.getgid()
-    return Settings(
-        mail_domain=config.chatmail.mail_domain,
-        mailboxes_dir=config.chatmail.mailboxes_dir,
-        uid=uid,
-        gid=gid,
-        max_mailbox_size=config.chatmail.max_mailbox_size,
-        username_min_length=auth.username_min_length,
-        username_max_length=auth.username_max_length,
-        password_min_length=auth.password_min_length,
-        nocreate_file=auth.nocreate_file,
-        max_load_1m=auth.max_load_1m,
-        min_available_memory=auth.min_available_memory,
-        min_free_disk=auth.min_free_disk,
-    )
+    return Settings(config.chatmail, auth, uid, gid)
 
 
 # -- names and passwords --
 
 
-def split_address(settings: Settings, user: str) -> str | None:
-    """The local part of `user` if it is a safe address of our domain, else None.
-
-    Upper-case ASCII is folded (Dovecot already does with `%Lu`); anything non-ASCII, any
-    `/`, NUL, control character or leading `.` is refused, whatever its length.
-    """
-    return layout.local_part(settings.mail_domain, user)
-
-
 def normalize_address(settings: Settings, user: str) -> str | None:
-    """`local@domain` in lower case, or None when `user` is not a safe address of ours."""
-    local = split_address(settings, user)
-    return None if local is None else f"{local}@{settings.mail_domain}"
+    """`local@domain` in lower case, or None when `user` is not an account name of ours."""
+    local = local_part(settings.chatmail.mail_domain, user)
+    return None if local is None else account_address(settings.chatmail.mail_domain, local)
 
 
 def creation_refusal(settings: Settings, local: str, password: str) -> str | None:
     """Why a new account with this local part and password may not exist (None: it may)."""
-    if not settings.username_min_length <= len(local) <= settings.username_max_length:
+    if not settings.auth.username_min_length <= len(local) <= settings.auth.username_max_length:
         return "local part length out of range"
-    if len(password) < settings.password_min_length:
+    if len(password) < settings.auth.password_min_length:
         return "password too short"
     if len(_password_bytes(password)) > MAX_PASSWORD_BYTES:
         return "password too long"
@@ -147,18 +114,18 @@ def _mem_available() -> int | None:
 
 def headroom_refusal(settings: Settings) -> str | None:
     """Why no account may be created right now (None: creation is allowed)."""
-    if os.path.lexists(settings.nocreate_file):
+    if os.path.lexists(settings.auth.nocreate_file):
         return "account creation disabled (nocreate file exists)"
-    if os.getloadavg()[0] > settings.max_load_1m:
+    if os.getloadavg()[0] > settings.auth.max_load_1m:
         return "load too high"
     available = _mem_available()
-    if available is not None and available < settings.min_available_memory:
+    if available is not None and available < settings.auth.min_available_memory:
         return "too little available memory"
     try:
-        st = os.statvfs(settings.mailboxes_dir)
+        st = os.statvfs(settings.chatmail.mailboxes_dir)
     except OSError:
         return "mailboxes_dir not accessible"
-    if st.f_bavail * st.f_frsize < settings.min_free_disk:
+    if st.f_bavail * st.f_frsize < settings.auth.min_free_disk:
         return "too little free disk"
     return None
 
@@ -167,12 +134,12 @@ def headroom_refusal(settings: Settings) -> str | None:
 
 
 def _home(settings: Settings, address: str) -> Path:
-    return layout.account_dir(settings.mailboxes_dir, address)
+    return layout.account_dir(settings.chatmail.mailboxes_dir, address)
 
 
 def _home_str(settings: Settings, address: str) -> str:
     # the hot path: plain strings, no pathlib (the same path as layout.account_dir)
-    return settings.mailboxes_dir + "/" + address
+    return settings.chatmail.mailboxes_dir + "/" + address
 
 
 def read_hash(settings: Settings, address: str) -> str | None:
@@ -194,13 +161,13 @@ def read_hash(settings: Settings, address: str) -> str | None:
 
 def userdb_fields(settings: Settings, address: str) -> dict[str, str | int]:
     """The userdb fields Dovecot needs: home, numeric uid/gid, quota for 2.3 and 2.4."""
-    kib = -(-settings.max_mailbox_size // 1024)
+    kib = -(-settings.chatmail.max_mailbox_size // 1024)
     return {
         "home": _home_str(settings, address),
         "uid": settings.uid,
         "gid": settings.gid,
         "quota_rule": f"*:storage={kib}",
-        "quota_storage_size": settings.max_mailbox_size,
+        "quota_storage_size": settings.chatmail.max_mailbox_size,
     }
 
 
@@ -226,10 +193,10 @@ def lookup_passdb(settings: Settings, user: str, password: str, *, create: bool 
     return the one hash that won). With `create=False` such an address answers CREATABLE
     instead, so a front end can run the slow creation elsewhere.
     """
-    local = split_address(settings, user)
+    local = local_part(settings.chatmail.mail_domain, user)
     if local is None:
         return Result(Status.NOT_FOUND, reason="not a valid address")
-    address = f"{local}@{settings.mail_domain}"
+    address = account_address(settings.chatmail.mail_domain, local)
     try:
         stored = read_hash(settings, address)
     except OSError as exc:
@@ -355,9 +322,9 @@ def last_login(settings: Settings, user: str) -> int | None:
 
 def iter_users(settings: Settings) -> Iterator[str]:
     """Every complete account (address with a password file), in directory order."""
-    suffix = "@" + settings.mail_domain
+    suffix = "@" + address_domain(settings.chatmail.mail_domain)
     try:
-        entries = os.scandir(settings.mailboxes_dir)
+        entries = os.scandir(settings.chatmail.mailboxes_dir)
     except FileNotFoundError:
         return
     with entries:

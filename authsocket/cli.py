@@ -11,30 +11,29 @@ import string
 import sys
 
 from chatmail_services import dictserver, layout
-from chatmail_services.cli import add_config_argument, load_or_exit, log_config_warnings
-from chatmail_services.config import EX_CONFIG, Config
+from chatmail_services.address import account_address
+from chatmail_services.cli import (
+    add_dict_serve_command,
+    build_or_exit,
+    command_parser,
+    load_or_exit,
+    log_config_warnings,
+)
+from chatmail_services.config import Config
 from chatmail_services.logsetup import setup_logging
 
 from . import accounts
-from .accounts import Settings, SettingsError, Status
+from .accounts import Settings, Status
 from .hashing import verify_password
 from .session import Session
 
 EX_TEMPFAIL = 111  # checkpassword: temporary failure
 
 
-def _settings(config: Config) -> Settings:
-    try:
-        return accounts.settings_from_config(config)
-    except SettingsError as exc:
-        print(f"configuration error: {exc}", file=sys.stderr)
-        raise SystemExit(EX_CONFIG) from None
-
-
 def cmd_serve(config: Config, socket_path: str | None) -> int:
     setup_logging(config.chatmail.log_level, "chatmail.auth")
     log_config_warnings(config)
-    settings = _settings(config)
+    settings = build_or_exit(accounts.settings_from_config, config)
     return dictserver.serve(lambda: Session(settings), socket_path or config.auth.socket, "auth")
 
 
@@ -58,7 +57,7 @@ def cmd_checkpassword(config: Config, reply: list[str]) -> int:
     AUTHORIZED=1); 111: temporary failure; 2: unusable input.
     """
     setup_logging(config.chatmail.log_level, "chatmail.auth")
-    settings = _settings(config)
+    settings = build_or_exit(accounts.settings_from_config, config)
     try:
         data = _read_fd3()
     except OSError:
@@ -107,25 +106,23 @@ def new_credentials(settings: Settings) -> dict[str, str]:
     """A random unused valid address and a strong password; stores nothing."""
     alphabet = string.ascii_lowercase + string.digits
     for _ in range(100):
-        local = "".join(secrets.choice(alphabet) for _ in range(settings.username_max_length))
-        address = f"{local}@{settings.mail_domain}"
-        if not os.path.lexists(layout.account_dir(settings.mailboxes_dir, address)):
+        local = "".join(secrets.choice(alphabet) for _ in range(settings.auth.username_max_length))
+        address = account_address(settings.chatmail.mail_domain, local)
+        if not os.path.lexists(layout.account_dir(settings.chatmail.mailboxes_dir, address)):
             break
-    length = min(max(settings.password_min_length, 24), accounts.MAX_PASSWORD_BYTES)
+    length = min(max(settings.auth.password_min_length, 24), accounts.MAX_PASSWORD_BYTES)
     chars = string.ascii_letters + string.digits
     password = "".join(secrets.choice(chars) for _ in range(length))
     return {"email": address, "password": password}
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="chatmail-auth",
-        description="Dovecot auth responder: accounts are created on first login.",
+    parser = command_parser(
+        "chatmail-auth",
+        "Dovecot auth responder: accounts are created on first login.",
     )
-    add_config_argument(parser)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    serve = sub.add_parser("serve", help="serve Dovecot's dict protocol (socket activation)")
-    serve.add_argument("--socket", metavar="PATH", help="socket path without socket activation")
+    add_dict_serve_command(sub)
     check = sub.add_parser("checkpassword", help="Dovecot 2.3 checkpassword interface")
     check.add_argument("reply", nargs=argparse.REMAINDER, help="program to run on success")
     sub.add_parser("new-credentials", help="print a random new address and password as JSON")
@@ -135,5 +132,5 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_serve(config, args.socket)
     if args.command == "checkpassword":
         return cmd_checkpassword(config, args.reply)
-    print(json.dumps(new_credentials(_settings(config))))
+    print(json.dumps(new_credentials(build_or_exit(accounts.settings_from_config, config))))
     return 0

@@ -49,7 +49,7 @@ class Session:
 
     settings: Settings
     name: str | None = None
-    transactions: dict[str, list[dictproto.Change]] = field(default_factory=dict)
+    transactions: dictproto.Transactions = field(default_factory=dictproto.Transactions)
 
     def handle(self, line: str) -> str | Deferred | None:
         """Serve one line; return the reply, a `Deferred`, or None when no reply is due."""
@@ -61,19 +61,10 @@ class Session:
                 log.warning("hello for unknown dict %r: its lookups will fail", cmd.name)
             self.name = cmd.name
             return None
-        if isinstance(cmd, dictproto.Begin):
-            self.transactions[cmd.tid] = []
-            return None
-        if isinstance(cmd, dictproto.Change):
-            changes = self.transactions.get(cmd.tid)
-            if changes is not None:
-                changes.append(cmd)
+        if self.transactions.track(cmd):
             return None
         if isinstance(cmd, dictproto.Commit):
             return self._commit(cmd.tid)
-        if isinstance(cmd, dictproto.Rollback):
-            self.transactions.pop(cmd.tid, None)
-            return None
         if isinstance(cmd, dictproto.Iterate):
             return self._iterate(cmd)
         log.info("bad dict line: %s", cmd.reason)
@@ -134,9 +125,10 @@ class Session:
         return Deferred(work, finish)
 
     def _commit(self, tid: str) -> str:
-        changes = self.transactions.pop(tid, None)
-        if changes is None:
+        transaction = self.transactions.pop(tid, None)
+        if transaction is None:
             return dictproto.NOT_FOUND
+        changes = transaction.changes
         if self.name != LASTLOGIN_DICT:
             if changes:
                 return dictproto.commit_fail(tid, f"dict {self.name!r} is read-only")

@@ -10,6 +10,7 @@ the file, the key and what is wrong; the command-line front ends turn it into ex
 from __future__ import annotations
 
 import configparser
+import dataclasses
 import ipaddress
 import os
 import re
@@ -18,6 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+from .address import MAX_LOCAL_PART
 
 DEFAULT_CONFIG_PATH = "/etc/chatmail/chatmail.ini"
 CONFIG_ENV = "CHATMAIL_CONFIG"
@@ -32,6 +35,11 @@ _DOMAIN_RE = re.compile(
 
 class ConfigError(Exception):
     """A configuration value is unusable; the message is one line for the admin."""
+
+
+class SettingsError(ConfigError):
+    """The configuration parses but cannot be served: it names a user, file or key that is
+    missing or unusable (one line for the admin)."""
 
 
 # -- value parsers: each takes the raw string and returns the value or raises ValueError --
@@ -95,11 +103,33 @@ def _optional_abs_path(text: str) -> str:
     return _abs_path(text) if text.strip() else ""
 
 
-def _domain(text: str) -> str:
-    value = text.strip().lower()
-    if not _DOMAIN_RE.match(value):
-        raise ValueError(f"not a valid domain name: {text.strip()!r}")
-    return value
+def _is_host_name(value: str) -> bool:
+    """A DNS host name: LDH labels, the last one not all digits (that would be an IP)."""
+    return bool(_DOMAIN_RE.match(value)) and not value.rpartition(".")[2].isdigit()
+
+
+def _name_or_ipv4(value: str, no_ipv6: str, neither: str) -> str:
+    """`value` (stripped, lower case) if a host name, else as a canonical IPv4 address.
+
+    ValueError `no_ipv6` for an IPv6 address, `neither` for anything else."""
+    try:
+        address = ipaddress.ip_address(value)
+    except ValueError:
+        if not _is_host_name(value):
+            raise ValueError(f"{neither}: {value!r}") from None
+        return value
+    if address.version == 6:
+        raise ValueError(f"{no_ipv6}, use a name: {value!r}")
+    return str(address)
+
+
+def _mail_domain(text: str) -> str:
+    """A domain name, or an IPv4 address for a relay without one (addresses `user@[ip]`)."""
+    return _name_or_ipv4(
+        text.strip().lower(),
+        "an IPv6 address cannot be the mail domain",
+        "not a valid domain name or IPv4 address",
+    )
 
 
 def _word(text: str) -> str:
@@ -205,22 +235,14 @@ def _optional_host(text: str) -> str:
     value = text.strip().lower()
     if not value:
         return ""
-    try:
-        address = ipaddress.ip_address(value)
-    except ValueError:
-        address = None
-    if address is not None:
-        if address.version == 6:
-            raise ValueError(f"an IPv6 address cannot be told to clients, use a name: {value!r}")
-        return str(address)
-    if not _DOMAIN_RE.match(value):
-        raise ValueError(f"not a host name or IP address: {text.strip()!r}")
-    return value
+    return _name_or_ipv4(
+        value, "an IPv6 address cannot be told to clients", "not a host name or IP address"
+    )
 
 
 def _default_domain() -> str:
     name = socket.getfqdn().strip().lower()
-    return name if _DOMAIN_RE.match(name) else "localhost"
+    return name if _is_host_name(name) else "localhost"
 
 
 # -- the schema --
@@ -236,7 +258,10 @@ class ChatmailSection:
     """`[chatmail]`: what all services share."""
 
     mail_domain: str = _opt(
-        _domain, _default_domain, "the relay's mail domain (default: this host's FQDN)"
+        _mail_domain,
+        _default_domain,
+        "the relay's mail domain (default: this host's FQDN); an IPv4 address for a relay "
+        "without a domain name (addresses are then user@[192.0.2.1])",
     )
     mailboxes_dir: str = _opt(
         _abs_path, "/var/lib/chatmail/mailboxes", "root of the per-account Maildir homes"
@@ -261,10 +286,10 @@ class AuthSection:
         _abs_path, "/run/chatmail/auth.sock", "socket path when not socket-activated"
     )
     username_min_length: int = _opt(
-        _int_range(1, 64), "9", "shortest local part a new account may have"
+        _int_range(1, MAX_LOCAL_PART), "9", "shortest local part a new account may have"
     )
     username_max_length: int = _opt(
-        _int_range(1, 64), "9", "longest local part a new account may have"
+        _int_range(1, MAX_LOCAL_PART), "9", "longest local part a new account may have"
     )
     password_min_length: int = _opt(
         _int_range(1, 256), "9", "shortest password a new account may have"
@@ -503,6 +528,12 @@ def _default_text(spec: Any) -> str:
     return default() if callable(default) else default
 
 
+def default(section: type, name: str) -> Any:
+    """The parsed default of option `name` of a section class: the one source of defaults."""
+    (spec,) = (spec for spec in fields(section) if spec.name == name)
+    return spec.metadata["parse"](_default_text(spec))
+
+
 def _build_section(cls: type, path: str, name: str, raw: dict[str, str]) -> Any:
     values = {}
     for spec in fields(cls):
@@ -575,11 +606,8 @@ def load_config(cli_path: str | None = None) -> Config:
     except FileNotFoundError:
         if explicit:
             raise ConfigError(f"{path}: configuration file not found") from None
-        config = parse_config("", path)
-        return Config(
-            **{f.name: getattr(config, f.name) for f in fields(Config) if f.name != "warnings"},
-            warnings=(f"{path}: not found, using built-in defaults",),
-        )
+        warning = f"{path}: not found, using built-in defaults"
+        return dataclasses.replace(parse_config("", path), warnings=(warning,))
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read: {exc}") from None
     return parse_config(text, path)

@@ -6,7 +6,7 @@ byte survives the round trip to the account core and back.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 _ESCAPES = {"\x01": "\x011", "\t": "\x01t", "\r": "\x01r", "\n": "\x01n"}
 _UNESCAPES = {"1": "\x01", "t": "\t", "r": "\r", "n": "\n"}
@@ -43,32 +43,24 @@ def split_fields(line: str) -> list[str]:
     return [tab_unescape(f) for f in line.split("\t")]
 
 
-def escape_e(text: str) -> str:
-    """Dovecot's `%E`: a backslash before `"`, `'` and `\\`."""
-    return text.replace("\\", "\\\\").replace('"', '\\"').replace("'", "\\'")
-
-
 def split_passdb_key(rest: str) -> tuple[str, str] | None:
     """Split `<%E password>"<%E user>` at the first unescaped `"`; None if there is none."""
     if "\\" not in rest:  # the common case: nothing escaped
         password, sep, user = rest.partition('"')
         return (password, user) if sep else None
-    out: list[str] = []
     i, n = 0, len(rest)
     while i < n:
-        ch = rest[i]
-        if ch == "\\" and i + 1 < n:
-            out.append(rest[i + 1])
+        if rest[i] == "\\":
             i += 2
-        elif ch == '"':
-            return "".join(out), _unescape_e(rest[i + 1 :])
+        elif rest[i] == '"':
+            return _unescape_e(rest[:i]), _unescape_e(rest[i + 1 :])
         else:
-            out.append(ch)
             i += 1
     return None
 
 
 def _unescape_e(text: str) -> str:
+    """Undo Dovecot's `%E` (a backslash before `"`, `'` and `\\`): drop each escaping one."""
     if "\\" not in text:
         return text
     out = []
@@ -144,6 +136,35 @@ class Bad:
 
 
 Command = Hello | Lookup | Iterate | Begin | Change | Commit | Rollback | Bad
+
+
+@dataclass
+class Transaction:
+    """An open transaction: the user of its `B` line and the changes sent since."""
+
+    user: str
+    changes: list[Change] = field(default_factory=list)
+
+
+class Transactions(dict[str, Transaction]):
+    """A connection's open transactions by id; `pop(tid)` takes one out at its commit."""
+
+    def track(self, cmd: Command) -> bool:
+        """Apply a Begin, Change or Rollback (no reply is due); False for other commands.
+
+        A change or rollback of an unknown transaction is ignored, as Dovecot expects.
+        """
+        if isinstance(cmd, Begin):
+            self[cmd.tid] = Transaction(cmd.user)
+        elif isinstance(cmd, Change):
+            transaction = self.get(cmd.tid)
+            if transaction is not None:
+                transaction.changes.append(cmd)
+        elif isinstance(cmd, Rollback):
+            self.pop(cmd.tid, None)
+        else:
+            return False
+        return True
 
 
 def _int(text: str) -> int | None:

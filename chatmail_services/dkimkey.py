@@ -16,10 +16,12 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from .config import SettingsError
+
 KEY_BITS = 2048
 
 
-class DkimKeyError(Exception):
+class DkimKeyError(SettingsError):
     """The key file is missing, unreadable or not an RSA private key (one line for the admin)."""
 
 

@@ -5,40 +5,20 @@ auth responder creates it with a `password` file (the hash) and the incoming-enc
 marker; the milter reads the marker; the reaper reads the last-login time; chatmail-metadata
 keeps the push device tokens in `devicetokens`, so removing the home removes them too. The last
 successful IMAP login is recorded as the password file's mtime, at day granularity (the
-same convention as chatmaild), so no further file or database is needed.
+same convention as chatmaild), so no further file or database is needed. Which names are
+addresses (account names) is the one rule in `chatmail_services/address.py`.
 """
 
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 PASSWORD_FILE = "password"
 ENFORCE_E2EE_MARKER = "enforceE2EEincoming"
 DEVICE_TOKENS_FILE = "devicetokens"
-DAY = 86400
-
-# Safe account names: ASCII [a-z0-9._-], no leading dot. With '@domain' appended, a name can
-# never be "", "." or "..", contain "/" or NUL, so it always names a direct child of the root.
-_LOCALPART_RE = re.compile(r"[a-z0-9_-][a-z0-9._-]*")
-MAX_LOCALPART = 64
-
-
-def local_part(mail_domain: str, user: str) -> str | None:
-    """The local part of `user` if it is a safe address of `mail_domain`, else None.
-
-    Upper-case ASCII is folded (Dovecot already does with `%Lu`); anything non-ASCII, any
-    `/`, NUL, control character or leading `.` is refused, whatever its length.
-    """
-    if not user.isascii():
-        return None
-    local, at, domain = user.lower().rpartition("@")
-    if not at or domain != mail_domain:
-        return None
-    if len(local) > MAX_LOCALPART or not _LOCALPART_RE.fullmatch(local):
-        return None
-    return local
+DAY = 86400  # seconds
+HOUR = 3600
 
 
 def account_dir(mailboxes_dir: str | os.PathLike[str], address: str) -> Path:

@@ -3,13 +3,17 @@ Debian paths and standard ports (the local relay and the tests replace the latte
 
 from __future__ import annotations
 
+import ipaddress
 import pwd
 import re
 from pathlib import Path
 
+from .address import address_domain, ipv4_domain
 from .config import Config
 
 POSTFIX_RENDERED = ("main.cf", "master.cf", "recipient_access")
+DOVECOT_LMTP = "$virtual_transport"  # main.cf's one LMTP socket of Dovecot
+NO_LOCAL_DELIVERY = "error:5.1.1 local delivery is disabled"
 POSTFIX_COPIED = ("submission_header_cleanup", "login_map", "tls_policy")
 DOVECOT_RENDERED = ("dovecot.conf", "chatmail-auth.conf.ext")
 DOVECOT_COPIED = ("push_notification.lua",)
@@ -35,10 +39,24 @@ def domain_regex(domain: str) -> str:
 
 
 def postfix_values(config: Config) -> dict[str, object]:
-    """The placeholder values that follow from the chatmail config alone."""
+    """The placeholder values that follow from the chatmail config alone.
+
+    A relay with a domain name has it as Postfix's virtual domain and no local delivery. A
+    relay without one (an IPv4 `mail_domain`) has the address literal `[ip]` as its only local
+    destination (Postfix never takes its own address literals for virtual ones), delivered
+    to Dovecot like the virtual domain, and its reverse-DNS name as the host name.
+    """
+    mail_domain = config.chatmail.mail_domain
+    domain = address_domain(mail_domain)
+    literal = ipv4_domain(mail_domain)
     return {
-        "mail_domain": config.chatmail.mail_domain,
-        "mail_domain_regex": domain_regex(config.chatmail.mail_domain),
+        "mail_domain": mail_domain,
+        "address_domain": domain,
+        "mail_domain_regex": domain_regex(domain),
+        "hostname": ipaddress.IPv4Address(mail_domain).reverse_pointer if literal else domain,
+        "virtual_domains": "" if literal else domain,
+        "local_domains": domain if literal else "",
+        "local_transport": DOVECOT_LMTP if literal else NO_LOCAL_DELIVERY,
         "max_message_size": config.chatmail.max_message_size,
         "max_recipients": config.chatmail.max_recipients,
     }

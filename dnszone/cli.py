@@ -8,14 +8,13 @@ from collections.abc import Callable
 from typing import Any
 
 from chatmail_services import dnsquery
-from chatmail_services.cli import add_config_argument, load_or_exit
-from chatmail_services.config import EX_CONFIG, Config, _nameservers, _positive_float
-from chatmail_services.dkimkey import DkimKeyError
+from chatmail_services.cli import build_or_exit, command_parser, load_or_exit
+from chatmail_services.config import Config, _nameservers, _positive_float
 
 from . import mtasts
 from .check import check_zone
 from .compare import ERROR
-from .records import ZoneError, config_records
+from .records import config_records, zone_domain
 from .zonefile import config_zone_text
 
 EX_TEMPFAIL = 75
@@ -35,12 +34,10 @@ def _argtype(parse: Callable[[str], Any]) -> Callable[[str], Any]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="chatmail-dns",
-        description="Print the DNS records of the relay (default), check them, "
-        "or print the MTA-STS policy.",
+    parser = command_parser(
+        "chatmail-dns",
+        "Print the DNS records of the relay (default), check them, or print the MTA-STS policy.",
     )
-    add_config_argument(parser)
     what = parser.add_mutually_exclusive_group()
     what.add_argument(
         "--check", action="store_true", help="look the records up and report each one"
@@ -63,11 +60,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _or_exit(make: Callable[[Config], Any], config: Config) -> Any:
     """`make(config)`, or one error line and exit 78 when the config cannot give a zone."""
-    try:
-        return make(config)
-    except (ZoneError, DkimKeyError) as exc:
-        print(f"chatmail-dns: {exc}", file=sys.stderr)
-        raise SystemExit(EX_CONFIG) from None
+    return build_or_exit(make, config, "chatmail-dns")
 
 
 def print_zone(config: Config) -> int:
@@ -98,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     config = load_or_exit(args.config)
     for warning in config.warnings:
         print(f"chatmail-dns: warning: {warning}", file=sys.stderr)
+    _or_exit(zone_domain, config)
     if args.mta_sts_policy:
         sys.stdout.write(mtasts.config_policy_text(config))
         return 0

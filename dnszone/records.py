@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from chatmail_services import dkimkey
-from chatmail_services.config import Config
+from chatmail_services.address import ipv4_domain
+from chatmail_services.config import Config, ConfigError
 
 from . import mtasts
 
@@ -15,7 +16,7 @@ ACME_CA = "letsencrypt.org"
 SRV_SERVICES = (("_submission", 587), ("_submissions", 465), ("_imap", 143), ("_imaps", 993))
 
 
-class ZoneError(Exception):
+class ZoneError(ConfigError):
     """The zone cannot be made from this configuration (one line for the admin)."""
 
 
@@ -41,9 +42,19 @@ def fqdn(name: str) -> str:
     return name.strip().rstrip(".").lower() + "."
 
 
+def zone_domain(config: Config) -> str:
+    """The zone's apex (fqdn); `ZoneError` for a relay without a domain name, which has none."""
+    if ipv4_domain(config.chatmail.mail_domain):
+        raise ZoneError(
+            f"[chatmail] mail_domain is the IPv4 address {config.chatmail.mail_domain}: "
+            "a relay without a domain name has no DNS zone (nothing to publish)"
+        )
+    return fqdn(config.chatmail.mail_domain)
+
+
 def required_records(config: Config, dkim_public_b64: str) -> list[Record]:
     """A (and AAAA), MX, MTA-STS, the mta-sts and www names, DKIM: mail fails without them."""
-    domain = fqdn(config.chatmail.mail_domain)
+    domain = zone_domain(config)
     if not config.dns.ipv4:
         raise ZoneError("[dns] ipv4 is empty: the A record needs the relay's public IPv4 address")
     records = [Record(domain, "A", config.dns.ipv4, True)]
@@ -68,7 +79,7 @@ def dkim_record(config: Config, dkim_public_b64: str) -> Record:
 
 def recommended_records(config: Config) -> list[Record]:
     """SPF, DMARC, CAA and the SRV records for mail clients: better delivery and set-up."""
-    domain = fqdn(config.chatmail.mail_domain)
+    domain = zone_domain(config)
     issuer = ACME_CA
     if config.dns.acme_account_uri:
         issuer += f";accounturi={config.dns.acme_account_uri}"
@@ -92,6 +103,7 @@ def expected_records(config: Config, dkim_public_b64: str) -> list[Record]:
 def config_records(config: Config) -> list[Record]:
     """All records, with the DKIM public key derived from `[dkim] key_file`.
 
-    Raises `ZoneError` (no IPv4 address) or `dkimkey.DkimKeyError` (no usable key).
+    Raises `ZoneError` (no IPv4 address, or no domain name) or `dkimkey.DkimKeyError` (no
+    usable key).
     """
     return expected_records(config, dkimkey.public_key_b64(config.dkim.key_file))

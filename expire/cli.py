@@ -10,7 +10,7 @@ import argparse
 import sys
 import time
 
-from chatmail_services.cli import add_config_argument, load_or_exit, log_config_warnings
+from chatmail_services.cli import command_parser, load_or_exit, log_config_warnings
 from chatmail_services.logsetup import setup_logging
 
 from . import report
@@ -21,12 +21,11 @@ _PAST = {"delete": "deleted", "remove": "removed", "leave": "left"}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="chatmail-expire",
-        description="Delete expired mail and inactive accounts under mailboxes_dir "
+    parser = command_parser(
+        "chatmail-expire",
+        "Delete expired mail and inactive accounts under mailboxes_dir "
         "(a dry run unless --remove).",
     )
-    add_config_argument(parser)
     parser.add_argument("--remove", action="store_true", help="really delete (default: dry run)")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.add_argument(

@@ -8,44 +8,46 @@ never enters. Rule numbers refer to the reaper spec (docs/expire.md).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import NamedTuple
+from dataclasses import dataclass, field, fields
+from typing import Any, NamedTuple
 
-from chatmail_services.config import Config
+from chatmail_services.config import SECTIONS, Config, default
+from chatmail_services.layout import DAY, HOUR
 
-DAY = 86400
-HOUR = 3600
 # Rule 2: a password-less account directory is removed when empty and older than this, so
 # an account being created (directory first, password file next) is never raced.
 EMPTY_DIR_GRACE = HOUR
 
 
+def _option(section: str, name: str, unit: int = 1) -> Any:
+    """A `Policy` field: `[section] name` times `unit`; its default is the schema's."""
+    return field(
+        default_factory=lambda: default(SECTIONS[section], name) * unit,
+        metadata={"option": (section, name, unit)},
+    )
+
+
 @dataclass(frozen=True)
 class Policy:
-    """The thresholds of the rules, in seconds and bytes."""
+    """The thresholds of the rules, in seconds and bytes (defaults: the config schema's)."""
 
-    mails_after: int = 20 * DAY
-    large_after: int = 7 * DAY
-    large_size: int = 200_000
-    inactive_after: int = 90 * DAY
-    max_mailbox_size: int = 500 * 1024**2
-    trim_start_percent: int = 75
-    trim_target_percent: int = 70
-    trim_min_age: int = 24 * HOUR
+    mails_after: int = _option("expire", "delete_mails_after", DAY)
+    large_after: int = _option("expire", "delete_large_after", DAY)
+    large_size: int = _option("expire", "large_message_size")
+    inactive_after: int = _option("expire", "delete_inactive_users_after", DAY)
+    max_mailbox_size: int = _option("chatmail", "max_mailbox_size")
+    trim_start_percent: int = _option("expire", "quota_trim_start")
+    trim_target_percent: int = _option("expire", "quota_trim_target")
+    trim_min_age: int = _option("expire", "quota_trim_min_age_hours", HOUR)
 
     @classmethod
     def from_config(cls, config: Config) -> Policy:
-        e = config.expire
-        return cls(
-            mails_after=e.delete_mails_after * DAY,
-            large_after=e.delete_large_after * DAY,
-            large_size=e.large_message_size,
-            inactive_after=e.delete_inactive_users_after * DAY,
-            max_mailbox_size=config.chatmail.max_mailbox_size,
-            trim_start_percent=e.quota_trim_start,
-            trim_target_percent=e.quota_trim_target,
-            trim_min_age=e.quota_trim_min_age_hours * HOUR,
-        )
+        """The thresholds `config` sets (the expire service's settings)."""
+        values = {}
+        for spec in fields(cls):
+            section, name, unit = spec.metadata["option"]
+            values[spec.name] = getattr(getattr(config, section), name) * unit
+        return cls(**values)
 
 
 class Message(NamedTuple):
@@ -79,7 +81,11 @@ def may_remove_empty_dir(mtime: float, now: float) -> bool:
 
 
 def expiry_rule(message: Message, now: float, policy: Policy) -> str | None:
-    """Rules 3 and 4 for one message: the rule that deletes it, or None."""
+    """Rules 3 and 4 for one message: the rule that deletes it, or None.
+
+    The oracle: `plan_messages` applies the same rules inlined in its loop (it runs once per
+    message file of the relay), and the tests check it against this plain statement.
+    """
     age = now - message.time
     if age > policy.mails_after:
         return "age"
@@ -128,7 +134,7 @@ def plan_messages(
     """Rules 3, 4 and 5 for one account, in the order the deletions must happen."""
     deletions = []
     kept = []
-    # expiry_rule() inlined: this loop runs once per message file of the relay
+    # expiry_rule() inlined (the oracle the tests compare against): once per message file
     mails_after, large_after, large_size = policy.mails_after, policy.large_after, policy.large_size
     for message in messages:
         age = now - message.time

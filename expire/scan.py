@@ -15,6 +15,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from chatmail_services.address import NON_ACCOUNT_PREFIX
 from chatmail_services.layout import PASSWORD_FILE
 
 from .maildir import BOXES, is_dovecot_file, match_dovecot_form, parse_name, parse_name_slowly
@@ -27,9 +28,9 @@ _MAX_DEPTH = 32
 MAILDIRSIZE = "maildirsize"
 # Present while a quota trim is under way in this account: an interrupted trim is resumed.
 TRIM_MARKER = "chatmail-expire-trim"
-# An inactive account being removed is first renamed to this prefix plus its name. A
-# leading dot cannot start an address, so no account is ever taken for a tombstone.
-TOMBSTONE_PREFIX = ".expired."
+# An inactive account being removed is first renamed to this prefix plus its name. No
+# account name starts with NON_ACCOUNT_PREFIX, so no account is ever taken for a tombstone.
+TOMBSTONE_PREFIX = NON_ACCOUNT_PREFIX + "expired."
 
 ErrorHandler = Callable[[str, str, OSError], None]  # (account, path in account, error)
 ActionHandler = Callable[[str, str, str], None]  # (account, verb, what): "delete", "x (age)"

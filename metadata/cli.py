@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-import argparse
 import ssl
-import sys
 
 from chatmail_services import dictserver
-from chatmail_services.cli import add_config_argument, load_or_exit, log_config_warnings
-from chatmail_services.config import EX_CONFIG, Config
+from chatmail_services.cli import (
+    add_dict_serve_command,
+    build_or_exit,
+    command_parser,
+    load_or_exit,
+    log_config_warnings,
+)
+from chatmail_services.config import Config, SettingsError
 from chatmail_services.logsetup import setup_logging
 
 from .notifier import Notifier, https_post
 from .notifyqueue import Policy, Queue
-from .serverkeys import SettingsError
 from .session import Notify, Session, Settings, forget_token, settings_from_config
 
 
@@ -38,25 +41,24 @@ def _notifier(config: Config, settings: Settings) -> Notifier | None:
     )
 
 
+def service_from_config(config: Config) -> tuple[Settings, Notifier | None]:
+    """The session settings and the notifier; `SettingsError` when they cannot be made."""
+    settings = settings_from_config(config)
+    return settings, _notifier(config, settings)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="chatmail-metadata",
-        description="Dovecot IMAP METADATA responder: push device tokens and server keys.",
+    parser = command_parser(
+        "chatmail-metadata",
+        "Dovecot IMAP METADATA responder: push device tokens and server keys.",
     )
-    add_config_argument(parser)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    serve = sub.add_parser("serve", help="serve Dovecot's dict protocol (socket activation)")
-    serve.add_argument("--socket", metavar="PATH", help="socket path without socket activation")
+    add_dict_serve_command(sub)
     args = parser.parse_args(argv)
     config = load_or_exit(args.config)
     setup_logging(config.chatmail.log_level, "chatmail.metadata")
     log_config_warnings(config)
-    try:
-        settings = settings_from_config(config)
-        notifier = _notifier(config, settings)
-    except SettingsError as exc:
-        print(f"configuration error: {exc}", file=sys.stderr)
-        return EX_CONFIG
+    settings, notifier = build_or_exit(service_from_config, config)
     notify: Notify | None = None
     if notifier is not None:
         notifier.start()

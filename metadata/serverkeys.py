@@ -15,15 +15,11 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from chatmail_services.config import Config
+from chatmail_services.config import Config, SettingsError
 
 log = logging.getLogger("chatmail.metadata")
 
 MAX_APP_VERSIONS_BYTES = 64 * 1024
-
-
-class SettingsError(Exception):
-    """The configuration cannot be served (one line for the admin)."""
 
 
 @dataclass(frozen=True)

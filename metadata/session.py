@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from chatmail_services import dictproto, layout
+from chatmail_services.address import account_address, local_part
 from chatmail_services.config import Config
 from chatmail_services.dictserver import Deferred
 
@@ -57,10 +58,10 @@ def settings_from_config(config: Config) -> Settings:
 
 def account_home(settings: Settings, user: str) -> Path | None:
     """The home of an existing account named `user`, or None."""
-    local = layout.local_part(settings.mail_domain, user)
+    local = local_part(settings.mail_domain, user)
     if local is None:
         return None
-    home = layout.account_dir(settings.mailboxes_dir, f"{local}@{settings.mail_domain}")
+    home = layout.account_dir(settings.mailboxes_dir, account_address(settings.mail_domain, local))
     return home if home.is_dir() and not home.is_symlink() else None
 
 
@@ -77,19 +78,13 @@ def server_value(settings: Settings, name: str, now: float) -> str | None:
 
 
 @dataclass
-class _Transaction:
-    user: str
-    changes: list[dictproto.Change] = field(default_factory=list)
-
-
-@dataclass
 class Session:
     """Per-connection state: the dict name from the hello line and open transactions."""
 
     settings: Settings
     notify: Notify | None = None  # queue a notification per token of an account
     name: str | None = None
-    transactions: dict[str, _Transaction] = field(default_factory=dict)
+    transactions: dictproto.Transactions = field(default_factory=dictproto.Transactions)
 
     def handle(self, line: str) -> str | Deferred | None:
         """Serve one line; return the reply, a `Deferred`, or None when no reply is due."""
@@ -108,19 +103,10 @@ class Session:
             return None
         if isinstance(cmd, dictproto.Lookup):
             return self._lookup(cmd.key, cmd.user)
-        if isinstance(cmd, dictproto.Begin):
-            self.transactions[cmd.tid] = _Transaction(cmd.user)
-            return None
-        if isinstance(cmd, dictproto.Change):
-            transaction = self.transactions.get(cmd.tid)
-            if transaction is not None:
-                transaction.changes.append(cmd)
+        if self.transactions.track(cmd):
             return None
         if isinstance(cmd, dictproto.Commit):
             return self._commit(cmd.tid)
-        if isinstance(cmd, dictproto.Rollback):
-            self.transactions.pop(cmd.tid, None)
-            return None
         return dictproto.ITER_END  # Iterate: attributes are looked up, never listed
 
     def _lookup(self, raw_key: str, user: str) -> str:

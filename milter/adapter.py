@@ -66,25 +66,30 @@ def _reply_text(text: str) -> str:
     return clean.replace("%", "%%")
 
 
-def _guarded(method: Callable[..., int]) -> Callable[..., int]:
-    """Turn any exception in a callback into a logged 451 4.3.0 temporary failure."""
+def _guarded(*, starts_message: bool = False) -> Callable[[Callable[..., int]], Callable[..., int]]:
+    """Turn any exception in a callback into a logged 451 4.3.0 temporary failure, and so a
+    failure remembered by a no-reply step (`_deferred`), unless the callback `starts_message`
+    (MAIL FROM begins a new one)."""
 
-    @functools.wraps(method)
-    def wrapper(self: ChatmailMilter, *args: Any) -> int:
-        try:
-            if self.failed and method.__name__ != "envfrom":
-                raise RuntimeError("an earlier callback of this message failed")
-            return method(self, *args)
-        except Exception:
-            log.exception("internal error in %s; answering 451 4.3.0", method.__name__)
+    def decorate(method: Callable[..., int]) -> Callable[..., int]:
+        @functools.wraps(method)
+        def wrapper(self: ChatmailMilter, *args: Any) -> int:
             try:
-                self._refuse(policy.refuse(policy.INTERNAL_ERROR, "internal error"))
+                if self.failed and not starts_message:
+                    raise RuntimeError("an earlier callback of this message failed")
+                return method(self, *args)
             except Exception:
-                log.exception("could not set the 451 reply")
-            self._reset()
-            return Milter.TEMPFAIL
+                log.exception("internal error in %s; answering 451 4.3.0", method.__name__)
+                try:
+                    self._refuse(policy.refuse(policy.INTERNAL_ERROR, "internal error"))
+                except Exception:
+                    log.exception("could not set the 451 reply")
+                self._reset()
+                return Milter.TEMPFAIL
 
-    return wrapper
+        return wrapper
+
+    return decorate
 
 
 def _deferred(method: Callable[..., int]) -> Callable[..., int]:
@@ -144,7 +149,7 @@ class ChatmailMilter(Milter.Base):
         return Milter.TEMPFAIL if verdict.action == policy.TEMPFAIL_ACTION else Milter.REJECT
 
     @Milter.decode("bytes")
-    @_guarded
+    @_guarded(starts_message=True)
     def envfrom(self, mail_from: bytes | str, *params: bytes | str) -> int:
         self._reset()
         self.mail_from = mime.envelope_address(_text(mail_from))
@@ -200,7 +205,7 @@ class ChatmailMilter(Milter.Base):
         self.raw_headers.append(name.encode("ascii", "replace") + b":" + space + lines)
         return Milter.CONTINUE
 
-    @_guarded
+    @_guarded()
     def body(self, chunk: bytes) -> int:
         too_big = self._grow(len(chunk))
         if too_big is not None:
@@ -209,7 +214,7 @@ class ChatmailMilter(Milter.Base):
         self.spool.write(chunk)
         return Milter.CONTINUE
 
-    @_guarded
+    @_guarded()
     def eom(self) -> int:
         assert self.spool is not None
         try:
@@ -255,7 +260,7 @@ class ChatmailMilter(Milter.Base):
         if self.service.signer is None:
             return
         sender = dkimpolicy.from_domain(msg.headers)
-        if sender.domain != self.service.mail_domain.lower():
+        if sender.literal or sender.domain != self.service.mail_domain.lower():
             return
         value = self.service.signer.sign(self._whole(msg))
         if not self._protocol & Milter.P_HDR_LEADSPC:

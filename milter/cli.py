@@ -8,14 +8,21 @@ import functools
 import logging
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from chatmail_services.dnszone.records import dkim_record
 from chatmail_services.dnszone.zonefile import record_line
 
 from chatmail_services import dkimkey
 from chatmail_services.activation import inherited_sockets, notify_ready, notify_stopping
-from chatmail_services.cli import add_config_argument, load_or_exit, log_config_warnings
-from chatmail_services.config import EX_CONFIG, Config
+from chatmail_services.address import ipv4_domain
+from chatmail_services.cli import (
+    build_or_exit,
+    command_parser,
+    load_or_exit,
+    log_config_warnings,
+)
+from chatmail_services.config import Config, SettingsError
 from chatmail_services.logsetup import setup_logging
 
 from . import mime, policy
@@ -24,15 +31,17 @@ from .dkimsign import Signer, load_signer
 from .dkimverify import Verifier, make_verifier
 from .lifecycle import run_until_signal
 
-EX_USAGE = 64
+if TYPE_CHECKING:
+    from .adapter import Service
+
 KEY_OWNER = "vmail"  # the User= of chatmail-milter.service, which signs
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="chatmail-milter", description="Encryption-checking milter for Postfix."
+    parser = command_parser(
+        "chatmail-milter",
+        "Encryption-checking milter for Postfix.",
     )
-    add_config_argument(parser)
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the milter (socket-activated or on --socket)")
     serve.add_argument(
@@ -76,24 +85,58 @@ def keygen_command(config: Config, args: argparse.Namespace) -> int:
         reason = f"no user {args.owner!r}" if isinstance(exc, KeyError) else str(exc)
         print(f"chatmail-milter: {reason}", file=sys.stderr)
         return 1
+    if ipv4_domain(config.chatmail.mail_domain):
+        print(f"created {config.dkim.key_file} (owner {args.owner}); {NO_SIGNING}", file=sys.stderr)
+        return 0
     print(f"created {config.dkim.key_file} (owner {args.owner}); publish:", file=sys.stderr)
     print(record_line(dkim_record(config, public)))
     return 0
 
 
+NO_SIGNING = (
+    "a relay without a domain name signs nothing: DKIM has no signing domain for an address literal"
+)
+
+
+def signs(config: Config) -> bool:
+    """Whether outgoing mail is signed: `[dkim] sign`, and a mail domain that is a name."""
+    return config.dkim.sign and not ipv4_domain(config.chatmail.mail_domain)
+
+
 def dkim_parts(config: Config) -> tuple[Signer | None, Verifier | None]:
-    """Signer and verifier as `[dkim]` says; a missing or bad key exits with 78."""
+    """Signer and verifier as `[dkim]` says; `SettingsError` for a missing or bad key."""
     signer = None
-    if config.dkim.sign:
+    if signs(config):
         try:
             signer = load_signer(
                 config.dkim.selector, config.chatmail.mail_domain, config.dkim.key_file
             )
         except dkimkey.DkimKeyError as exc:
-            print(f"chatmail-milter: [dkim] sign = yes, but {exc}", file=sys.stderr)
-            raise SystemExit(EX_CONFIG) from None
+            raise SettingsError(f"[dkim] sign = yes, but {exc}") from None
     verifier = make_verifier(config.dkim) if config.dkim.verify else None
     return signer, verifier
+
+
+def service_from_config(config: Config) -> Service:
+    """What every milter connection shares, as the configuration says (`SettingsError`)."""
+    from .adapter import Service
+    from .ratelimit import RateLimiter
+
+    signer, verifier = dkim_parts(config)
+    return Service(
+        limiter=RateLimiter(
+            config.milter.max_user_send_per_minute, config.milter.max_user_send_burst_size
+        ),
+        enforces_encryption=enforcement_lookup(
+            config.chatmail.mailboxes_dir, config.chatmail.mail_domain
+        ),
+        max_message_size=config.chatmail.max_message_size,
+        spool_threshold=config.milter.spool_threshold,
+        spool_dir=config.milter.spool_dir or None,
+        mail_domain=config.chatmail.mail_domain,
+        signer=signer,
+        verifier=verifier,
+    )
 
 
 def check_command(config: Config, args: argparse.Namespace) -> int:
@@ -139,26 +182,13 @@ def serve_command(config: Config, args: argparse.Namespace) -> int:
     """Run the milter until a stop signal (SIGTERM, SIGINT, SIGHUP) or libmilter stops."""
     import Milter
 
-    from .adapter import ChatmailMilter, Service
-    from .ratelimit import RateLimiter
+    from .adapter import ChatmailMilter
 
-    signer, verifier = dkim_parts(config)
+    service = build_or_exit(service_from_config, config, "chatmail-milter")
     log = setup_logging(config.chatmail.log_level, "chatmail.milter")
     log_config_warnings(config)
-    service = Service(
-        limiter=RateLimiter(
-            config.milter.max_user_send_per_minute, config.milter.max_user_send_burst_size
-        ),
-        enforces_encryption=enforcement_lookup(
-            config.chatmail.mailboxes_dir, config.chatmail.mail_domain
-        ),
-        max_message_size=config.chatmail.max_message_size,
-        spool_threshold=config.milter.spool_threshold,
-        spool_dir=config.milter.spool_dir or None,
-        mail_domain=config.chatmail.mail_domain,
-        signer=signer,
-        verifier=verifier,
-    )
+    if config.dkim.sign and service.signer is None:
+        log.warning("[dkim] sign = yes, but %s", NO_SIGNING)
     conn, sockets = connection_string(args.socket, config)
     Milter.factory = functools.partial(ChatmailMilter, service)
     Milter.set_flags(Milter.ADDHDRS | Milter.CHGFROM)  # the DKIM-Signature; the null sender

@@ -119,7 +119,10 @@ def from_domain(headers: mime.Headers) -> FromDomain:
         return FromDomain(None)
     address = mime.single_address(values[0])
     if address is not None:
-        return FromDomain(address.rpartition("@")[2].lower())
+        domain = address.rpartition("@")[2]
+        if not domain.startswith("["):
+            return FromDomain(domain.lower())
+        return FromDomain(domain, literal=True) if _is_ip_literal(domain) else FromDomain(None)
     value = values[0].strip()
     match = _LITERAL_ADDR.fullmatch(value) or _LITERAL_BARE.fullmatch(value)
     if match and _is_ip_literal(match.group(1).rpartition("@")[2]):

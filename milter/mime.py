@@ -212,7 +212,8 @@ def transfer_decode(headers: Headers, body: bytes) -> bytes | None:
 
 
 _ANGLE = re.compile(r"<([^<>]*)>")
-_ADDR = re.compile(r"[^\s<>()\[\]\",;:\\@]+@[^\s<>()\[\]\",;:\\@]+")
+# local@domain, the domain a name or an address literal (`[192.0.2.1]`, `[IPv6:...]`).
+_ADDR = re.compile(r"[^\s<>()\[\]\",;:\\@]+@(?:[^\s<>()\[\]\",;:\\@]+|\[[0-9A-Za-z:.]+\])")
 _QUOTED_OR_COMMENT = re.compile(r'"(?:[^"\\]|\\.)*"|\((?:[^()\\]|\\.)*\)')
 
 

@@ -1,8 +1,8 @@
 """The encryption policy: one pure function from message, envelope and login to a verdict.
 
 No libmilter, no sockets, no files: `decide` gets the parsed message, the envelope and a
-callable telling whether a recipient enforces encryption. See docs/milter.md and
-spec/encryption-policy.md for the rules.
+callable telling whether a recipient enforces encryption, parses the message's structure once
+(`shape_of`) and applies the rules of docs/encryption-policy.md to it.
 """
 
 from __future__ import annotations
@@ -78,35 +78,97 @@ def check_login(mail_from: str, login: str) -> Verdict | None:
     return None
 
 
-def encryption_problem(msg: mime.Message, *, incoming: bool) -> str | None:
-    """Why `msg` is not PGP/MIME encrypted (RFC 3156, byte-exact), or None if it is."""
-    if not msg.crlf:
-        return "line endings are not CRLF"
+@dataclass(frozen=True)
+class Part:
+    """One top-level body part: its Content-Type (None if malformed), headers and body."""
+
+    ctype: mime.ContentType | None
+    headers: mime.Headers
+    body: bytes
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What the rules read of a message, parsed once (`shape_of`).
+
+    `part_count` is the number of top-level body parts of a multipart message (None: not
+    multipart, or its structure is broken); `parts` holds them when there are one or two
+    (the only counts a rule accepts), an entry None when that part's headers are malformed.
+    """
+
+    crlf: bool
+    ctype: mime.ContentType | None
+    part_count: int | None
+    parts: tuple[Part | None, ...]
+    from_count: int
+    sender: str | None  # the address of the single From header
+    subjects: list[str]
+    secure_join: list[str]
+    auto_submitted: list[str]
+
+
+def _part(data: bytes) -> Part | None:
+    split = mime.split_part(data)
+    if split is None:
+        return None
+    headers, body = split
+    return Part(mime.content_type(headers), headers, body)
+
+
+def shape_of(msg: mime.Message) -> Shape:
+    """Parse the structure every rule reads: top-level type, parts, From, a few headers."""
     ctype = mime.content_type(msg.headers)
+    part_count, parts = None, ()
+    if ctype is not None and ctype.maintype == "multipart":
+        offsets = mime.split_multipart(msg.body, ctype.params.get("boundary", ""))
+        if offsets is not None:
+            part_count = len(offsets)
+            if part_count <= 2:
+                parts = tuple(_part(msg.body[start:end]) for start, end in offsets)
+    senders = msg.get_all("from")
+    return Shape(
+        crlf=msg.crlf,
+        ctype=ctype,
+        part_count=part_count,
+        parts=parts,
+        from_count=len(senders),
+        sender=mime.single_address(senders[0]) if len(senders) == 1 else None,
+        subjects=msg.get_all("subject"),
+        secure_join=msg.get_all("secure-join"),
+        auto_submitted=msg.get_all("auto-submitted"),
+    )
+
+
+def _top_type(shape: Shape) -> str | None:
+    return None if shape.ctype is None else shape.ctype.type
+
+
+def encryption_problem(shape: Shape, *, incoming: bool) -> str | None:
+    """Why the message is not PGP/MIME encrypted (RFC 3156, byte-exact), or None if it is."""
+    if not shape.crlf:
+        return "line endings are not CRLF"
+    ctype = shape.ctype
     if ctype is None:
         return "missing or malformed Content-Type"
     if ctype.type != "multipart/encrypted":
         return f"top level is {ctype.type}, not multipart/encrypted"
     if ctype.params.get("protocol", "").lower() != "application/pgp-encrypted":
         return "protocol parameter is not application/pgp-encrypted"
-    parts = mime.split_multipart(msg.body, ctype.params.get("boundary", ""))
-    if parts is None:
+    if shape.part_count is None:
         return "broken multipart structure"
-    if len(parts) != 2:
-        return f"{len(parts)} body parts instead of 2"
-    split = [mime.split_part(msg.body[start:end]) for start, end in parts]
-    if split[0] is None or split[1] is None:
+    if shape.part_count != 2:
+        return f"{shape.part_count} body parts instead of 2"
+    control, payload = shape.parts
+    if control is None or payload is None:
         return "malformed body part headers"
-    (head1, body1), (head2, body2) = split
-    type1, type2 = mime.content_type(head1), mime.content_type(head2)
-    if type1 is None or type1.type != "application/pgp-encrypted":
+    if control.ctype is None or control.ctype.type != "application/pgp-encrypted":
         return "first part is not application/pgp-encrypted"
-    control = mime.transfer_decode(head1, body1)
-    if control is None or control.strip() != b"Version: 1":
+    version = mime.transfer_decode(control.headers, control.body)
+    if version is None or version.strip() != b"Version: 1":
         return "first part is not Version: 1"
-    if type2 is None or type2.type != "application/octet-stream":
+    if payload.ctype is None or payload.ctype.type != "application/octet-stream":
         return "second part is not application/octet-stream"
-    armor = mime.transfer_decode(head2, body2)
+    armor = mime.transfer_decode(payload.headers, payload.body)
     if armor is None:
         return "second part has an unknown transfer encoding"
     try:
@@ -116,65 +178,45 @@ def encryption_problem(msg: mime.Message, *, incoming: bool) -> str | None:
     return None
 
 
-def is_secure_join_request(msg: mime.Message) -> bool:
+def is_secure_join_request(shape: Shape) -> bool:
     """A cleartext Secure-Join vc-request/vg-request whose body matches its header."""
-    values = msg.get_all("secure-join")
-    if len(values) != 1 or values[0].strip() not in SECURE_JOIN_REQUESTS or not msg.crlf:
+    values = shape.secure_join
+    if len(values) != 1 or values[0].strip() not in SECURE_JOIN_REQUESTS or not shape.crlf:
         return False
     kind = values[0].strip()
-    ctype = mime.content_type(msg.headers)
-    if ctype is None or ctype.type != "multipart/mixed":
+    if _top_type(shape) != "multipart/mixed" or shape.part_count != 1:
         return False
-    parts = mime.split_multipart(msg.body, ctype.params.get("boundary", ""))
-    if parts is None or len(parts) != 1:
+    (part,) = shape.parts
+    if part is None or part.ctype is None or part.ctype.type != "text/plain":
         return False
-    split = mime.split_part(msg.body[parts[0][0] : parts[0][1]])
-    if split is None:
-        return False
-    headers, body = split
-    part_type = mime.content_type(headers)
-    if part_type is None or part_type.type != "text/plain":
-        return False
-    text = mime.transfer_decode(headers, body)
+    text = mime.transfer_decode(part.headers, part.body)
     return text is not None and text.strip().lower() == b"secure-join: " + kind.encode()
 
 
-def from_address(msg: mime.Message) -> str | None:
-    """The address of the single From header, or None if none, several or unparseable."""
-    values = msg.get_all("from")
-    return mime.single_address(values[0]) if len(values) == 1 else None
-
-
-def is_setup_message_to_self(msg: mime.Message, env: Envelope) -> bool:
+def is_setup_message_to_self(shape: Shape, env: Envelope) -> bool:
     """An Autocrypt Setup Message a user sends to their own address."""
-    sender = from_address(msg)
-    subjects = msg.get_all("subject")
-    ctype = mime.content_type(msg.headers)
     return (
-        sender is not None
+        shape.sender is not None
         and len(env.rcpts) == 1
-        and env.rcpts[0].lower() == sender.lower()
-        and subjects == [SETUP_SUBJECT]
-        and ctype is not None
-        and ctype.type == "multipart/mixed"
+        and env.rcpts[0].lower() == shape.sender.lower()
+        and shape.subjects == [SETUP_SUBJECT]
+        and _top_type(shape) == "multipart/mixed"
     )
 
 
-def is_delivery_report(msg: mime.Message) -> bool:
+def is_delivery_report(shape: Shape) -> bool:
     """A cleartext bounce: Auto-Submitted (not `no`), From mailer-daemon, multipart/report."""
-    auto = msg.get_all("auto-submitted")
+    auto = shape.auto_submitted
     if len(auto) != 1 or auto[0].strip().lower() in ("", "no"):
         return False
-    sender = from_address(msg)
-    if sender is None or sender.rpartition("@")[0].lower() != "mailer-daemon":
+    if shape.sender is None or shape.sender.rpartition("@")[0].lower() != "mailer-daemon":
         return False
-    ctype = mime.content_type(msg.headers)
-    return ctype is not None and ctype.type == "multipart/report"
+    return _top_type(shape) == "multipart/report"
 
 
-def _incoming_accept(msg: mime.Message, env: Envelope, reason: str) -> Verdict:
+def _incoming_accept(shape: Shape, env: Envelope, reason: str) -> Verdict:
     """Accept incoming mail; reset the envelope sender if it differs from the From address."""
-    sender = from_address(msg)
+    sender = shape.sender
     if env.mail_from and (sender is None or sender.lower() != env.mail_from.lower()):
         return accept(reason + "; envelope sender reset", chgfrom="<>")
     return accept(reason)
@@ -185,32 +227,32 @@ def decide(
     env: Envelope,
     enforces_encryption: Callable[[str], bool],
 ) -> Verdict:
-    """The policy of spec/encryption-policy.md for one message (rate limiting excluded)."""
+    """The policy of docs/encryption-policy.md for one message (rate limiting excluded)."""
+    shape = shape_of(msg)
     if env.incoming:
-        problem = encryption_problem(msg, incoming=True)
+        problem = encryption_problem(shape, incoming=True)
         if problem is None:
-            return _incoming_accept(msg, env, "encrypted")
-        if is_secure_join_request(msg):
-            return _incoming_accept(msg, env, "Secure-Join request")
-        if is_delivery_report(msg):
-            return _incoming_accept(msg, env, "delivery report")
+            return _incoming_accept(shape, env, "encrypted")
+        if is_secure_join_request(shape):
+            return _incoming_accept(shape, env, "Secure-Join request")
+        if is_delivery_report(shape):
+            return _incoming_accept(shape, env, "delivery report")
         if any(enforces_encryption(rcpt) for rcpt in env.rcpts):
             return refuse(ENCRYPTION_NEEDED, f"incoming cleartext: {problem}")
-        return _incoming_accept(msg, env, "cleartext to recipients not enforcing encryption")
+        return _incoming_accept(shape, env, "cleartext to recipients not enforcing encryption")
     assert env.login is not None
     mismatch = check_login(env.mail_from, env.login)
     if mismatch is not None:
         return mismatch
-    if len(msg.get_all("from")) != 1:
-        return refuse(FROM_MISMATCH, f"{len(msg.get_all('from'))} From headers")
-    sender = from_address(msg)
-    if sender is None or sender.lower() != env.mail_from.lower():
+    if shape.from_count != 1:
+        return refuse(FROM_MISMATCH, f"{shape.from_count} From headers")
+    if shape.sender is None or shape.sender.lower() != env.mail_from.lower():
         return refuse(FROM_MISMATCH, "From address differs from envelope sender")
-    problem = encryption_problem(msg, incoming=False)
+    problem = encryption_problem(shape, incoming=False)
     if problem is None:
         return accept("encrypted")
-    if is_secure_join_request(msg):
+    if is_secure_join_request(shape):
         return accept("Secure-Join request")
-    if is_setup_message_to_self(msg, env):
+    if is_setup_message_to_self(shape, env):
         return accept("Autocrypt Setup Message to self")
     return refuse(ENCRYPTION_NEEDED, f"outgoing cleartext: {problem}")

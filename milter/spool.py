@@ -19,10 +19,6 @@ class Spool:
         self._file: BinaryIO | None = None
         self._map: mmap.mmap | None = None
 
-    @property
-    def spooled(self) -> bool:
-        return self._file is not None
-
     def write(self, chunk: bytes) -> None:
         self.size += len(chunk)
         if self._memory is not None:

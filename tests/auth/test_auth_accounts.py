@@ -29,13 +29,13 @@ def files_under(root: Path) -> set[str]:
 def test_first_login_creates_the_account(settings):
     result = accounts.lookup_passdb(settings, GOOD, PASSWORD)
     assert result.status is Status.FOUND and result.created
-    home = Path(settings.mailboxes_dir) / GOOD
+    home = Path(settings.chatmail.mailboxes_dir) / GOOD
     stored = (home / "password").read_text().strip()
     assert result.fields["password"] == stored
     assert verify_password(PASSWORD.encode(), stored)
     assert (home / "enforceE2EEincoming").exists()
     # ...and the milter, reading the same layout, treats the new account as enforcing.
-    assert enforcement_lookup(str(settings.mailboxes_dir), "chat.example")(GOOD)
+    assert enforcement_lookup(str(settings.chatmail.mailboxes_dir), "chat.example")(GOOD)
     assert result.fields["home"] == str(home)
     assert result.fields["uid"] == os.getuid() and result.fields["gid"] == os.getgid()
     assert result.fields["quota_rule"] == "*:storage=512000"  # 500M in KiB
@@ -56,7 +56,7 @@ def test_second_login_returns_the_stored_hash(settings):
 
 def test_wrong_password_changes_nothing(settings):
     accounts.lookup_passdb(settings, GOOD, PASSWORD)
-    home = Path(settings.mailboxes_dir) / GOOD
+    home = Path(settings.chatmail.mailboxes_dir) / GOOD
     os.utime(home / "password", (86400, 86400))
     before = {p: (p.read_bytes(), p.stat().st_mtime) for p in home.iterdir()}
     result = accounts.lookup_passdb(settings, GOOD, "another-password")
@@ -71,7 +71,7 @@ def test_userdb_lookup(settings):
     result = accounts.lookup_userdb(settings, GOOD.upper())
     assert result.status is Status.FOUND
     assert "password" not in result.fields
-    assert result.fields["home"] == str(Path(settings.mailboxes_dir) / GOOD)
+    assert result.fields["home"] == str(Path(settings.chatmail.mailboxes_dir) / GOOD)
 
 
 BAD_NAMES = [
@@ -98,8 +98,8 @@ def test_bad_names_are_refused_and_create_nothing(settings, tmp_path, name):
 def test_no_name_ever_leaves_the_mailbox_root(settings, local, suffix):
     address = accounts.normalize_address(settings, local + suffix)
     if address is not None:
-        path = (Path(settings.mailboxes_dir) / address).resolve()
-        assert path.parent == Path(settings.mailboxes_dir).resolve()
+        path = (Path(settings.chatmail.mailboxes_dir) / address).resolve()
+        assert path.parent == Path(settings.chatmail.mailboxes_dir).resolve()
         assert not address.startswith(".") and "/" not in address and "\0" not in address
 
 
@@ -117,22 +117,22 @@ def test_creation_rules(settings, name, password, reason):
     result = accounts.lookup_passdb(settings, name, password)
     assert result.status is Status.NOT_FOUND
     assert reason in result.reason
-    assert not any(Path(settings.mailboxes_dir).iterdir())
+    assert not any(Path(settings.chatmail.mailboxes_dir).iterdir())
 
 
 def test_upper_case_is_folded(settings):
     result = accounts.lookup_passdb(settings, "ABCdefGHI@Chat.Example", PASSWORD)
     assert result.status is Status.FOUND
-    assert os.listdir(settings.mailboxes_dir) == [GOOD]
+    assert os.listdir(settings.chatmail.mailboxes_dir) == [GOOD]
 
 
 def test_nocreate_is_a_temporary_failure_and_existing_accounts_work(settings):
     accounts.lookup_passdb(settings, GOOD, PASSWORD)
-    Path(settings.nocreate_file).touch()
+    Path(settings.auth.nocreate_file).touch()
     refused = accounts.lookup_passdb(settings, "newaccoun@chat.example", PASSWORD)
     assert refused.status is Status.TEMPFAIL and "nocreate" in refused.reason
     assert accounts.lookup_passdb(settings, GOOD, PASSWORD).status is Status.FOUND
-    assert os.listdir(settings.mailboxes_dir) == [GOOD]
+    assert os.listdir(settings.chatmail.mailboxes_dir) == [GOOD]
 
 
 @pytest.mark.parametrize(
@@ -150,7 +150,7 @@ def test_headroom_refusals(make_config, option, value, reason, monkeypatch):
     result = accounts.lookup_passdb(settings, GOOD, PASSWORD)
     assert result.status is Status.TEMPFAIL
     assert reason in result.reason
-    assert not any(Path(settings.mailboxes_dir).iterdir())
+    assert not any(Path(settings.chatmail.mailboxes_dir).iterdir())
 
 
 def test_concurrent_creation_in_threads_gives_one_hash(settings):
@@ -169,14 +169,14 @@ def test_concurrent_creation_in_threads_gives_one_hash(settings):
     hashes = {r.fields["password"] for r in results}
     assert len(hashes) == 1
     assert sum(r.created for r in results) == 1
-    home = Path(settings.mailboxes_dir) / GOOD
+    home = Path(settings.chatmail.mailboxes_dir) / GOOD
     assert hashes == {(home / "password").read_text().strip()}
     assert sorted(os.listdir(home)) == ["enforceE2EEincoming", "password"]
 
 
 def test_last_login_day_granularity_and_only_forward(settings):
     accounts.lookup_passdb(settings, GOOD, PASSWORD)
-    path = Path(settings.mailboxes_dir) / GOOD / "password"
+    path = Path(settings.chatmail.mailboxes_dir) / GOOD / "password"
     os.utime(path, (86400 * 10, 86400 * 10))
     assert accounts.record_last_login(settings, GOOD, now=86400 * 20 + 5000)
     assert path.stat().st_mtime == 86400 * 20
@@ -187,7 +187,7 @@ def test_last_login_day_granularity_and_only_forward(settings):
 
 def test_lookups_never_bump_last_login(settings):
     accounts.lookup_passdb(settings, GOOD, PASSWORD)
-    path = Path(settings.mailboxes_dir) / GOOD / "password"
+    path = Path(settings.chatmail.mailboxes_dir) / GOOD / "password"
     os.utime(path, (86400, 86400))
     accounts.lookup_passdb(settings, GOOD, PASSWORD)
     accounts.lookup_passdb(settings, GOOD, "wrong-password")
@@ -205,7 +205,7 @@ def test_iteration_lists_complete_accounts_only(settings):
     names = [f"user{i:05d}@chat.example" for i in range(5)]
     for name in names:
         accounts.lookup_passdb(settings, name, PASSWORD)
-    root = Path(settings.mailboxes_dir)
+    root = Path(settings.chatmail.mailboxes_dir)
     (root / "halfmade9@chat.example").mkdir()  # no password file: not an account
     (root / "strangerx@other.example").mkdir()
     (root / "strangerx@other.example" / "password").write_text("x")
@@ -230,14 +230,35 @@ def test_run_as_root_hands_new_accounts_to_the_mail_user(make_config):
     entry = pwd.getpwnam("nobody")
     settings = settings_from_config(make_config(auth={"mail_user": "nobody"}))
     accounts.lookup_passdb(settings, GOOD, PASSWORD)
-    home = Path(settings.mailboxes_dir) / GOOD
+    home = Path(settings.chatmail.mailboxes_dir) / GOOD
     for path in (home, home / "password", home / "enforceE2EEincoming"):
         assert (path.stat().st_uid, path.stat().st_gid) == (entry.pw_uid, entry.pw_gid), path
 
 
 def test_creation_failure_is_temporary_and_does_not_name_the_address(settings):
-    (Path(settings.mailboxes_dir) / GOOD).write_text("not a directory")
+    (Path(settings.chatmail.mailboxes_dir) / GOOD).write_text("not a directory")
     result = accounts.lookup_passdb(settings, GOOD, PASSWORD)
     assert result.status is Status.TEMPFAIL
     assert "cannot create account" in result.reason
     assert "abcdefghi" not in result.reason
+
+
+@pytest.mark.parametrize("local", ["qadot002.", "qa..dot03", "-abcdefgh"])
+def test_names_that_are_no_dot_atom_or_look_like_options_create_nothing(settings, local):
+    name = f"{local}@chat.example"
+    assert accounts.lookup_passdb(settings, name, PASSWORD).status is Status.NOT_FOUND
+    assert not any(Path(settings.chatmail.mailboxes_dir).iterdir())
+
+
+def test_a_relay_without_a_domain_name_has_address_literal_accounts(make_config):
+    settings = settings_from_config(make_config(chatmail={"mail_domain": "192.0.2.1"}))
+    created = accounts.lookup_passdb(settings, "ABCdefghi@[192.0.2.1]", PASSWORD)
+    assert created.status is Status.FOUND and created.created
+    assert os.listdir(settings.chatmail.mailboxes_dir) == ["abcdefghi@[192.0.2.1]"]
+    assert list(accounts.iter_users(settings)) == ["abcdefghi@[192.0.2.1]"]
+    assert accounts.lookup_userdb(settings, "abcdefghi@[192.0.2.1]").status is Status.FOUND
+    for other in ("abcdefghi@192.0.2.1", "abcdefghi@[192.0.2.2]", "abcdefghi@chat.example"):
+        assert accounts.lookup_userdb(settings, other).status is Status.NOT_FOUND
+    lookup = enforcement_lookup(settings.chatmail.mailboxes_dir, "192.0.2.1")
+    assert lookup("abcdefghi@[192.0.2.1]")
+    assert not lookup("abcdefghi@192.0.2.1")  # not ours: Postfix's business

@@ -51,6 +51,10 @@ def test_every_option_is_documented():
             "[chatmail] mailboxes_dir: must be an absolute path",
         ),
         ("[chatmail]\nmail_domain = not a domain\n", "[chatmail] mail_domain: not a valid domain"),
+        ("[chatmail]\nmail_domain = 999.0.2.1\n", "[chatmail] mail_domain: not a valid domain"),
+        ("[chatmail]\nmail_domain = [192.0.2.1]\n", "[chatmail] mail_domain: not a valid domain"),
+        ("[chatmail]\nmail_domain = 2001:db8::1\n", "[chatmail] mail_domain: an IPv6 address"),
+        ("[chatmail]\nmail_domain = chat.example.\n", "[chatmail] mail_domain: not a valid domain"),
         ("[auth]\nusername_min_length = 0\n", "[auth] username_min_length: must be at least 1"),
         ("[auth]\nusername_min_length = 12\n", "[auth] username_min_length: larger than"),
         (
@@ -68,6 +72,15 @@ def test_bad_values_name_file_key_and_problem(ini, needle):
     assert message.startswith("/etc/chatmail/chatmail.ini: ")
     assert needle in message
     assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("192.0.2.1", "192.0.2.1"), (" 127.0.0.1 ", "127.0.0.1"), ("Chat.Example", "chat.example")],
+)
+def test_mail_domain_is_a_name_or_an_ipv4_address(value, expected):
+    config = parse_config(f"[chatmail]\nmail_domain = {value}\n")
+    assert config.chatmail.mail_domain == expected
 
 
 def test_unknown_keys_and_sections_are_warnings():

@@ -53,6 +53,17 @@ def test_without_ipv4_one_error_line_and_exit_78(zone_config):
     ]
 
 
+@pytest.mark.parametrize("args", [(), ("--check",), ("--mta-sts-policy",)])
+def test_a_relay_without_a_domain_name_has_no_zone(zone_config, args):
+    result = run(zone_config(chatmail={"mail_domain": "192.0.2.10"}), *args)
+    assert result.returncode == EX_CONFIG
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
+        "chatmail-dns: [chatmail] mail_domain is the IPv4 address 192.0.2.10: a relay without "
+        "a domain name has no DNS zone (nothing to publish)"
+    ]
+
+
 def test_without_key_one_error_line_and_exit_78(zone_config, tmp_path):
     result = run(zone_config(dkim={"key_file": tmp_path / "absent"}), "--check")
     assert result.returncode == EX_CONFIG

@@ -23,6 +23,7 @@ from collections.abc import Iterator
 import pytest
 from harness import stack_dir
 from harness.coturn import Coturn
+from harness.messages import wait_until
 from harness.relay import LocalRelay, Ports
 from metadata.imaptools import Imap
 
@@ -96,7 +97,7 @@ def stack() -> Iterator[LocalRelay]:
 
 def test_what_cmrelayinfo_reads_is_there_on_the_standard_ports(stack):
     relay = stack
-    user = f"abcdefghijkl@{ADDRESS}"  # a 12-character name, as cmrelayinfo makes
+    user = f"abcdefghijkl@[{ADDRESS}]"  # a 12-character name, as cmrelayinfo makes
     imap = Imap(993, host=ADDRESS).login(user, "standard-ports-password")
     values = imap.get("", METADATA_KEYS)
     (quota,) = [line for line in imap.ok('GETQUOTAROOT "INBOX"') if b"QUOTA " in line]
@@ -114,6 +115,23 @@ def test_what_cmrelayinfo_reads_is_there_on_the_standard_ports(stack):
     with urllib.request.urlopen(iroh.rstrip("/") + "/generate_204", timeout=10) as response:
         assert response.status == 204
     assert stun_binding(ADDRESS, 3478)
+
+
+def test_a_relay_without_a_domain_name_delivers_to_its_address_literals(stack):
+    sender, rcpt = f"sender123456@[{ADDRESS}]", f"rcpt12345678@[{ADDRESS}]"
+    password = "standard-ports-password"
+    receiver = Imap(993, host=ADDRESS).login(rcpt, password)  # creates the account
+    message = f"From: <{sender}>\r\nTo: <{rcpt}>\r\nSubject: literal\r\n\r\nhi\r\n"
+    with smtplib.SMTP_SSL(ADDRESS, 465, context=ssl._create_unverified_context()) as smtp:
+        smtp.login(sender, password)
+        assert smtp.sendmail(sender, [rcpt], message) == {}
+
+    def delivered() -> bool:
+        (exists,) = [line for line in receiver.ok('SELECT "INBOX"') if line.endswith(b"EXISTS")]
+        return exists.split()[1] == b"1"
+
+    wait_until(delivered, timeout=60)
+    receiver.close()
 
 
 def stun_binding(host: str, port: int) -> bool:

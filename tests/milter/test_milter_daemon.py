@@ -320,7 +320,7 @@ def test_units_pass_systemd_analyze_verify(tmp_path):
 def test_units_wiring_matches_postfix_template_and_sandbox():
     socket = (UNITS / "chatmail-milter.socket").read_text()
     service = (UNITS / "chatmail-milter.service").read_text()
-    main_cf = (REPO / "docs" / "templates" / "postfix" / "main.cf").read_text()
+    main_cf = (REPO / "chatmail_services" / "templates" / "postfix" / "main.cf").read_text()
     assert "ListenStream=/var/spool/postfix/chatmail/milter.sock" in socket
     assert "smtpd_milters = unix:chatmail/milter.sock" in main_cf
     assert "milter_default_action = tempfail" in main_cf

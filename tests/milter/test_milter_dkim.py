@@ -17,6 +17,7 @@ import Milter
 import pytest
 from chatmail_services.milter import dkimcrypto, mime
 from chatmail_services.milter.adapter import ChatmailMilter, Service
+from chatmail_services.milter.cli import service_from_config
 from chatmail_services.milter.dkimsign import Signer, header_list
 from chatmail_services.milter.dkimverify import KeyCache, KeyLookup, Verifier, make_verifier
 from chatmail_services.milter.ratelimit import RateLimiter
@@ -447,15 +448,20 @@ def test_serve_with_garbage_key_refuses_to_start(make_config, tmp_path):
     assert result.returncode == 78 and "not a PEM private key" in result.stderr
 
 
-def test_dkim_keygen_creates_the_key_and_prints_the_record(make_config, tmp_path):
-    key = tmp_path / "dkim" / "new.private"
-    config = make_config(dkim={"key_file": key, "selector": "sel2026"})
-    result = subprocess.run(
+def keygen(config) -> subprocess.CompletedProcess[str]:
+    """`chatmail-milter dkim-keygen` for `config`, the key owned by the mail user."""
+    return subprocess.run(
         [MILTER, "--config", config.path, "dkim-keygen", "--owner", MAIL_USER],
         capture_output=True,
         text=True,
         timeout=60,
     )
+
+
+def test_dkim_keygen_creates_the_key_and_prints_the_record(make_config, tmp_path):
+    key = tmp_path / "dkim" / "new.private"
+    config = make_config(dkim={"key_file": key, "selector": "sel2026"})
+    result = keygen(config)
     assert result.returncode == 0, result.stderr
     stat = key.stat()
     assert stat.st_mode & 0o777 == 0o600
@@ -503,3 +509,38 @@ def test_address_literals_are_logged_without_their_ip(build, caplog):
     assert rc == Milter.ACCEPT  # exempt from DKIM; BOB does not enforce encryption here
     assert "192.0.2.1" not in caplog.text
     assert "someone@[address literal]" in caplog.text  # the address itself only at debug
+
+
+# -- a relay without a domain name (mail_domain an IPv4 address) --
+
+
+def test_a_relay_without_a_domain_name_submits_unsigned(make_config, tmp_path, build):
+    # DKIM has no signing domain for an address literal: no key needed, nothing signed.
+    config = make_config(
+        chatmail={"mail_domain": "192.0.2.1"}, dkim={"key_file": tmp_path / "absent.private"}
+    )
+    service = service_from_config(config)
+    assert service.signer is None and service.verifier is not None
+    sender = "alice1234@[192.0.2.1]"
+    message = build.secure_join_message(sender=sender, to="someone@other.example")
+    rc, ctx = run_session(
+        service, message, sender=sender, rcpt="x@other.example", macros={"{auth_authen}": sender}
+    )
+    assert rc == Milter.ACCEPT and ctx.added == []
+    rc, _ctx = run_session(
+        service,
+        build.plain_message(sender, "x@other.example"),
+        sender=sender,
+        rcpt="x@other.example",
+        macros={"{auth_authen}": sender},
+    )
+    assert rc == Milter.REJECT  # the encryption policy is the same
+
+
+def test_dkim_keygen_of_a_relay_without_a_domain_name_has_no_record(make_config, tmp_path):
+    key = tmp_path / "dkim" / "new.private"
+    config = make_config(chatmail={"mail_domain": "192.0.2.1"}, dkim={"key_file": key})
+    result = keygen(config)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "" and key.exists()
+    assert "a relay without a domain name signs nothing" in result.stderr

@@ -62,6 +62,11 @@ def test_split_multipart_byte_exact():
         ("<>", None),
         ("group: a@b.example;", None),
         ('"unterminated <a@b.example>', None),
+        ("<a@[192.0.2.1]>", "a@[192.0.2.1]"),
+        ("Name <a@[IPv6:2001:db8::1]>", "a@[IPv6:2001:db8::1]"),
+        ("a@[192.0.2.1", None),
+        ("a@[192.0.2.1]x", None),
+        ("a@[[192.0.2.1]]", None),
     ],
 )
 def test_single_address(value, address):
