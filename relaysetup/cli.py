@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from chatmail_services.cli import add_config_argument, load_or_exit
+from chatmail_services.cli import command_parser, load_or_exit
 from chatmail_services.mailconfig import production_values, tls_paths
 from chatmail_services.templating import TEMPLATES
 
@@ -22,12 +22,11 @@ DEFAULT_MAIL_USER = "vmail"  # the package's mail user (debian/chatmail-services
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="chatmail-setup",
-        description="Render the Postfix, Dovecot, DKIM, TLS and coturn configuration of a "
+    parser = command_parser(
+        "chatmail-setup",
+        "Render the Postfix, Dovecot, DKIM, TLS and coturn configuration of a "
         "chatmail relay from chatmail.ini and install it: a diff, backups, checks, reloads.",
     )
-    add_config_argument(parser)
     parser.add_argument(
         "--dry-run", action="store_true", help="print what would change; change nothing"
     )
