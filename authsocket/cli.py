@@ -6,11 +6,9 @@ import argparse
 import json
 import logging
 import os
-import secrets
-import string
 import sys
 
-from chatmail_services import dictserver, layout
+from chatmail_services import credentials, dictserver, layout
 from chatmail_services.cli import add_config_argument, load_or_exit, log_config_warnings
 from chatmail_services.config import EX_CONFIG, Config
 from chatmail_services.logsetup import setup_logging
@@ -105,16 +103,12 @@ def cmd_checkpassword(config: Config, reply: list[str]) -> int:
 
 def new_credentials(settings: Settings) -> dict[str, str]:
     """A random unused valid address and a strong password; stores nothing."""
-    alphabet = string.ascii_lowercase + string.digits
     for _ in range(100):
-        local = "".join(secrets.choice(alphabet) for _ in range(settings.username_max_length))
+        local = credentials.new_local_part(settings.username_max_length)
         address = f"{local}@{settings.mail_domain}"
         if not os.path.lexists(layout.account_dir(settings.mailboxes_dir, address)):
             break
-    length = min(max(settings.password_min_length, 24), accounts.MAX_PASSWORD_BYTES)
-    chars = string.ascii_letters + string.digits
-    password = "".join(secrets.choice(chars) for _ in range(length))
-    return {"email": address, "password": password}
+    return {"email": address, "password": credentials.new_password(settings.password_min_length)}
 
 
 def main(argv: list[str] | None = None) -> int:

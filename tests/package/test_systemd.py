@@ -29,6 +29,7 @@ SERVICES = (
     "chatmail-auth.service",
     "chatmail-milter.service",
     "chatmail-metadata.service",
+    "chatmail-web.service",
     "chatmail-expire.service",
 )
 DOMAIN = "chat.example"
@@ -148,6 +149,7 @@ def test_sockets_and_timer_are_active_and_no_service_runs_yet(ct):
         "chatmail-auth.socket",
         "chatmail-milter.socket",
         "chatmail-metadata.socket",
+        "chatmail-web.socket",
         "chatmail-expire.timer",
     ):
         assert _active(ct, unit) == "active", unit
@@ -230,6 +232,7 @@ def _probe(ct: Container, service: str) -> set[str]:
         ("chatmail-auth.service", {MAILBOXES}),
         ("chatmail-milter.service", set()),
         ("chatmail-metadata.service", {MAILBOXES}),  # and its notify-queue (not probed)
+        ("chatmail-web.service", set()),
         ("chatmail-expire.service", {MAILBOXES}),
     ],
 )
@@ -340,6 +343,7 @@ def test_reinstall_is_quiet_and_keeps_everything_running(ct):
         "chatmail-auth.socket",
         "chatmail-milter.socket",
         "chatmail-metadata.socket",
+        "chatmail-web.socket",
         "chatmail-expire.timer",
     ):
         assert _active(ct, unit) == "active", unit
@@ -397,6 +401,7 @@ def test_installed_together_with_the_mail_stack_every_socket_listens(ct_at_once)
         "chatmail-auth.socket",
         "chatmail-milter.socket",
         "chatmail-metadata.socket",
+        "chatmail-web.socket",
         "chatmail-expire.timer",
     ):
         assert _active(ct, unit) == "active", unit + _journal(ct, unit)
