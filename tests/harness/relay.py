@@ -76,7 +76,7 @@ class LocalRelay:
         unless `ports` says otherwise); `nameserver`: (ip, 53) of the test DNS server that
         Postfix and the milter ask; `ca`: issues the relay's certificate, and outgoing TLS
         trusts it (instead of the system's CAs); `web`: chatmail-web and the pages behind
-        nginx (`self.web`, ports 80 and 443 on an own address, else free ports)."""
+        nginx (`self.web`, on free ports: a system nginx on *:80 and *:443 stays alone)."""
         if nameserver is not None and nameserver[1] != 53:
             raise ValueError("Postfix's resolver asks port 53 only")
         if ports is None:
@@ -143,14 +143,13 @@ class LocalRelay:
         self.milter = self._service("chatmail-milter") if milter else None
         self.web: WebFront | None = None
         if web:
-            standard = address != "127.0.0.1"
             self.web = WebFront(
                 self.root,
                 self.config,
                 address=address,
                 tls=tls or self_signed_cert(self.root, domain),
-                http_port=80 if standard else free_port(address),
-                https_port=443 if standard else free_port(address),
+                http_port=free_port(address),
+                https_port=free_port(address),
             )
 
     @property

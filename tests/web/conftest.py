@@ -11,10 +11,13 @@ from pathlib import Path
 import pytest
 from harness import stack_dir
 from harness.fixtures import write_test_config
+from harness.net import free_port
 from harness.tls import self_signed_cert
 from harness.web import WebFront
 
-WEB_ADDRESS = "127.0.0.22"  # this area's fixed loopback address (ports 80 and 443)
+# this area's fixed loopback address; nginx on free ports of it (not 80 and 443, which a
+# system nginx listening on every address would hold)
+WEB_ADDRESS = "127.0.0.22"
 DOMAIN = "chat.example"
 RETENTION_DAYS = 17  # not the default 20: the pages must say what the config says
 
@@ -28,7 +31,14 @@ def front() -> Iterator[WebFront]:
         expire={"delete_mails_after": RETENTION_DAYS},
         web={"self_signed": "yes", "login_host": WEB_ADDRESS, "operator_contact": "ops@x.test"},
     )
-    with WebFront(root, config, address=WEB_ADDRESS, tls=self_signed_cert(root, DOMAIN)) as web:
+    with WebFront(
+        root,
+        config,
+        address=WEB_ADDRESS,
+        tls=self_signed_cert(root, DOMAIN),
+        http_port=free_port(WEB_ADDRESS),
+        https_port=free_port(WEB_ADDRESS),
+    ) as web:
         yield web
     shutil.rmtree(root, ignore_errors=True)
 

@@ -30,7 +30,7 @@ def screenshot(front, path: str, out: Path, window: str, profile: Path) -> Path:
             "--ignore-certificate-errors",  # the test certificate is self-signed
             f"--window-size={window}",
             f"--screenshot={out}",
-            f"https://{DOMAIN}{path}",
+            f"https://{DOMAIN}:{front.nginx.https_port}{path}",
         ],
         capture_output=True,
         text=True,
@@ -81,7 +81,7 @@ def test_privacy_page_states_the_retention_days(front, artefacts, profile):
             f"--host-resolver-rules=MAP {DOMAIN} {WEB_ADDRESS}",
             "--ignore-certificate-errors",
             "--dump-dom",
-            f"https://{DOMAIN}/privacy.html",
+            f"https://{DOMAIN}:{front.nginx.https_port}/privacy.html",
         ],
         capture_output=True,
         text=True,
