@@ -10,8 +10,10 @@ the purge, which must leave only the mailboxes. Each test builds on the ones bef
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import secrets
+import socket as pysocket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,6 +37,7 @@ SERVICES = (
 DOMAIN = "chat.example"
 MAILBOXES = "/var/lib/chatmail/mailboxes"
 AUTH_SOCKET = "/run/chatmail/auth.sock"
+WEB_SOCKET = "/run/chatmail/web.sock"
 MILTER_SOCKET = "/var/spool/postfix/chatmail/milter.sock"
 TIMER_STAMP = "/var/lib/systemd/timers/stamp-chatmail-expire.timer"
 HELLO = "H3\t2\t0\t\tauth"
@@ -183,6 +186,27 @@ def test_milter_service_starts_on_the_first_connection(ct, tmp_path):
     assert "verdict: custom reply" in result.stdout
     assert _active(ct, "chatmail-milter.service") == "active"
     assert "PKGTEST: reject 523 5.7.10" in journal, journal
+
+
+def test_web_service_starts_on_the_first_request(ct):
+    path = ct.path(WEB_SOCKET)
+    stat = ct.check(["stat", "-c", "%a %U %G", WEB_SOCKET]).split()
+    assert stat == ["660", "vmail", "www-data"]
+    with contextlib.closing(pysocket.socket(pysocket.AF_UNIX)) as sock:
+        sock.settimeout(30)
+        sock.connect(str(path))
+        sock.sendall(b"POST /new HTTP/1.0\r\nHost: chat.example\r\nContent-Length: 0\r\n\r\n")
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), answer + _journal(ct, "chatmail-web.service").encode()
+    assert json.loads(body)["email"].endswith(f"@{DOMAIN}")
+    assert _active(ct, "chatmail-web.service") == "active"
+    # the pages, with Debian's segno (the virtualenv has PyPI's)
+    written = ct.check(["chatmail-web", "site", "/var/lib/chatmail/www"]).split()
+    assert "/var/lib/chatmail/www/index.html" in written
+    assert "<svg " in ct.path("/var/lib/chatmail/www/index.html").read_text()
 
 
 def test_expire_service_runs_as_the_timer_would_start_it(ct):
