@@ -23,6 +23,7 @@ from .site import write_site
 def cmd_serve(config: Config, socket_path: str) -> int:
     """Serve `/new` on the inherited sockets (socket activation), else on `socket_path`."""
     log = logging.getLogger("chatmail.web")
+    dictserver.raise_fd_limit()  # one descriptor per connection, up to MAX_CONNECTIONS and more
     listeners = inherited_sockets()
     if listeners:
         log.info("serving %d inherited socket(s)", len(listeners))

@@ -76,7 +76,9 @@ class LocalRelay:
         unless `ports` says otherwise); `nameserver`: (ip, 53) of the test DNS server that
         Postfix and the milter ask; `ca`: issues the relay's certificate, and outgoing TLS
         trusts it (instead of the system's CAs); `web`: chatmail-web and the pages behind
-        nginx (`self.web`, on free ports: a system nginx on *:80 and *:443 stays alone)."""
+        nginx (`self.web`, on free ports: a system nginx on *:80 and *:443 stays alone; the
+        `dclogin_url` of its /new names IMAP 993 and SMTP 465, so use it with the standard
+        ports)."""
         if nameserver is not None and nameserver[1] != 53:
             raise ValueError("Postfix's resolver asks port 53 only")
         if ports is None:
