@@ -50,5 +50,14 @@ def artefacts() -> Path:
     named = os.environ.get("CHATMAIL_TEST_ARTEFACTS")
     path = Path(named) if named else Path(tempfile.mkdtemp(prefix="chatmail-web-artefacts-"))
     path.mkdir(parents=True, exist_ok=True)
-    print(f"\nweb test artefacts (screenshots) in {path}")
+    _ARTEFACTS.append(path)
     return path
+
+
+_ARTEFACTS: list[Path] = []
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """Say where the screenshots are, at the end of every run that made some."""
+    for path in _ARTEFACTS:
+        terminalreporter.write_line(f"web test artefacts (screenshots): {path}")
