@@ -6,11 +6,9 @@ import argparse
 import json
 import logging
 import os
-import secrets
-import string
 import sys
 
-from chatmail_services import dictserver, layout
+from chatmail_services import credentials, dictserver, layout
 from chatmail_services.address import account_address
 from chatmail_services.cli import (
     add_dict_serve_command,
@@ -104,16 +102,13 @@ def cmd_checkpassword(config: Config, reply: list[str]) -> int:
 
 def new_credentials(settings: Settings) -> dict[str, str]:
     """A random unused valid address and a strong password; stores nothing."""
-    alphabet = string.ascii_lowercase + string.digits
     for _ in range(100):
-        local = "".join(secrets.choice(alphabet) for _ in range(settings.auth.username_max_length))
+        local = credentials.new_local_part(settings.auth.username_max_length)
         address = account_address(settings.chatmail.mail_domain, local)
         if not os.path.lexists(layout.account_dir(settings.chatmail.mailboxes_dir, address)):
             break
-    length = min(max(settings.auth.password_min_length, 24), accounts.MAX_PASSWORD_BYTES)
-    chars = string.ascii_letters + string.digits
-    password = "".join(secrets.choice(chars) for _ in range(length))
-    return {"email": address, "password": password}
+    password_length = min(settings.auth.password_min_length, accounts.MAX_PASSWORD_BYTES)
+    return {"email": address, "password": credentials.new_password(password_length)}
 
 
 def main(argv: list[str] | None = None) -> int:

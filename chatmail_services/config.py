@@ -1,10 +1,10 @@
 """The one configuration file, `/etc/chatmail/chatmail.ini`, read once at start.
 
-`[chatmail]` holds what all services share; `[auth]`, `[milter]`, `[expire]` and `[metadata]`
-hold one service each; the setup command (chatmail-setup) reads `[tls]`. Every option has a
-default (see `docs/configuration.md`). A bad value raises `ConfigError` with one line naming
-the file, the key and what is wrong; the command-line front ends turn it into exit status 78
-(EX_CONFIG). Unknown keys become warnings.
+`[chatmail]` holds what all services share; `[auth]`, `[milter]`, `[expire]`, `[metadata]` and
+`[web]` hold one service each; the setup command (chatmail-setup) reads `[tls]`. Every option
+has a default (see `docs/configuration.md`). A bad value raises `ConfigError` with one line
+naming the file, the key and what is wrong; the command-line front ends turn it into exit
+status 78 (EX_CONFIG). Unknown keys become warnings.
 """
 
 from __future__ import annotations
@@ -490,8 +490,47 @@ class TlsSection:
     self_signed: bool = _opt(
         _bool,
         "no",
-        "chatmail-setup makes a self-signed certificate when none exists (IP-address relays, "
-        "tests; clients must accept it)",
+        "the certificate is self-signed: chatmail-setup makes one when none exists (IP-address "
+        "relays, tests) and `/new` adds a `dclogin_url` with ic=3 (accept it)",
+    )
+
+
+def _optional_email(text: str) -> str:
+    """An e-mail address (printable ASCII, one '@', a domain after it), or empty."""
+    value = text.strip()
+    if not value:
+        return ""
+    local, at, domain = value.rpartition("@")
+    if not at or not local or not re.fullmatch(r"[!-~]+", local) or "<" in local or ">" in local:
+        raise ValueError(f"not an e-mail address: {value!r}")
+    return f"{local}@{_mail_domain(domain)}"
+
+
+@dataclass(frozen=True)
+class WebSection:
+    """`[web]`: the onboarding service behind nginx (`/new`) and the relay's pages."""
+
+    socket: str = _opt(_abs_path, "/run/chatmail/web.sock", "socket path when not socket-activated")
+    root: str = _opt(
+        _abs_path,
+        "/var/lib/chatmail/www",
+        "directory nginx serves the relay's pages from (`chatmail-web site` writes them)",
+    )
+    new_per_window: int = _opt(
+        _int_range(1, 1000000),
+        "60",
+        "accounts `/new` hands out per window, for everyone together (no address is kept)",
+    )
+    new_window: int = _opt(_int_range(1, 86400), "60", "length of that window in seconds")
+    login_host: str = _opt(
+        _optional_host,
+        "",
+        "IMAP and SMTP host named in that `dclogin_url` (default: mail_domain)",
+    )
+    operator_contact: str = _opt(
+        _optional_email,
+        "",
+        "the operator's e-mail address on the privacy page (default: postmaster@mail_domain)",
     )
 
 
@@ -504,6 +543,7 @@ SECTIONS: dict[str, type] = {
     "dns": DnsSection,
     "metadata": MetadataSection,
     "tls": TlsSection,
+    "web": WebSection,
 }
 
 
@@ -520,6 +560,7 @@ class Config:
     dns: DnsSection
     metadata: MetadataSection
     tls: TlsSection
+    web: WebSection
     warnings: tuple[str, ...] = ()
 
 

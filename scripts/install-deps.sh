@@ -32,6 +32,10 @@ DEB_PACKAGES=(
   # the root, systemd-nspawn boots it, zstd packs the cached root); --no-install-recommends
   # below keeps libnss-mymachines out of this machine's nsswitch.conf
   debootstrap systemd-container zstd
+  # the web server in front of chatmail-web (tests run a private one), the QR code library of
+  # the package (python3-segno; the virtualenv gets segno from PyPI), and the web tests' tools:
+  # headless Chromium for screenshots, zbarimg to decode the QR code in them
+  nginx python3-segno chromium zbar-tools
   # the TURN server for calls (configured from chatmail_services/templates/coturn/; tests start their own)
   coturn
 )

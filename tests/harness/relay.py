@@ -31,11 +31,12 @@ from . import MAIL_USER, VENV_BIN
 from .activation import ActivatedService
 from .dovecot import Dovecot
 from .fixtures import stack_config
-from .net import wait_for_unix
+from .net import free_port, wait_for_unix
 from .postfix import Postfix
 from .render import SYSTEM_CA_FILE
-from .tls import TestCA
+from .tls import TestCA, self_signed_cert
 from .units import UNITS_DIR, exec_start, read_unit, unit_value
+from .web import WebFront
 
 PRODUCTION_MAIL_USER = "vmail"
 
@@ -70,11 +71,15 @@ class LocalRelay:
         address: str = "127.0.0.1",
         nameserver: tuple[str, int] | None = None,
         ca: TestCA | None = None,
+        web: bool = False,
     ) -> None:
         """`address`: the loopback address of all its servers (not 127.0.0.1: standard ports
         unless `ports` says otherwise); `nameserver`: (ip, 53) of the test DNS server that
         Postfix and the milter ask; `ca`: issues the relay's certificate, and outgoing TLS
-        trusts it (instead of the system's CAs)."""
+        trusts it (instead of the system's CAs); `web`: chatmail-web and the pages behind
+        nginx (`self.web`, on free ports: a system nginx on *:80 and *:443 stays alone; the
+        `dclogin_url` of its /new names IMAP 993 and SMTP 465, so use it with the standard
+        ports)."""
         if nameserver is not None and nameserver[1] != 53:
             raise ValueError("Postfix's resolver asks port 53 only")
         if ports is None:
@@ -92,6 +97,9 @@ class LocalRelay:
             "dns": {"ipv4": address},  # the A record chatmail-dns prints
             "metadata": {"socket": self.metadata_socket},
         }
+        if web:  # without a CA the certificate is self-signed: /new adds a dclogin_url
+            sections["web"] = {"login_host": address}
+            sections["tls"] = {"self_signed": "no" if ca else "yes"}
         if nameserver is not None:
             sections["dkim"]["resolver"] = f"{nameserver[0]}:{nameserver[1]}"
         for name, values in (config_sections or {}).items():
@@ -137,6 +145,16 @@ class LocalRelay:
         self.auth = self._service("chatmail-auth")
         self.metadata = self._service("chatmail-metadata")
         self.milter = self._service("chatmail-milter") if milter else None
+        self.web: WebFront | None = None
+        if web:
+            self.web = WebFront(
+                self.root,
+                self.config,
+                address=address,
+                tls=tls or self_signed_cert(self.root, domain),
+                http_port=free_port(address),
+                https_port=free_port(address),
+            )
 
     @property
     def domain(self) -> str:
@@ -238,6 +256,8 @@ class LocalRelay:
                 self.milter.start()
             self.dovecot.start()
             self.postfix.start()
+            if self.web:
+                self.web.start()
             wait_for_unix(self.auth_socket)
             wait_for_unix(self.metadata_socket)
         except BaseException:
@@ -246,9 +266,10 @@ class LocalRelay:
         return self
 
     def stop(self) -> None:
-        # Postfix and Dovecot each take about a second to wind down: stop them side by side.
-        with concurrent.futures.ThreadPoolExecutor(2) as pool:
-            for future in [pool.submit(stop) for stop in (self.postfix.stop, self.dovecot.stop)]:
+        # Postfix, Dovecot (and nginx) each take up to a second to wind down: side by side.
+        stops = [self.postfix.stop, self.dovecot.stop] + ([self.web.stop] if self.web else [])
+        with concurrent.futures.ThreadPoolExecutor(len(stops)) as pool:
+            for future in [pool.submit(stop) for stop in stops]:
                 with contextlib.suppress(Exception):  # keep stopping the rest
                     future.result()
         for service in (self.milter, self.metadata, self.auth):

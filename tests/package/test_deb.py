@@ -54,12 +54,14 @@ SERVICES = [
     "chatmail-auth.service",
     "chatmail-milter.service",
     "chatmail-metadata.service",
+    "chatmail-web.service",
     "chatmail-expire.service",
 ]
 COMMANDS = [
     "chatmail-auth",
     "chatmail-milter",
     "chatmail-metadata",
+    "chatmail-web",
     "chatmail-expire",
     "chatmail-dns",
     "chatmail-setup",
@@ -68,6 +70,7 @@ STARTED_UNITS = [
     "chatmail-auth.socket",
     "chatmail-milter.socket",
     "chatmail-metadata.socket",
+    "chatmail-web.socket",
     "chatmail-expire.timer",
 ]
 WANTS = {".socket": "sockets.target.wants", ".timer": "timers.target.wants"}
@@ -217,6 +220,7 @@ def test_installed_files(pkg):
         "/usr/bin/chatmail-expire",
         "/usr/bin/chatmail-dns",
         "/usr/bin/chatmail-metadata",
+        "/usr/bin/chatmail-web",
         "/etc/chatmail/chatmail.ini",
         "/usr/lib/tmpfiles.d/chatmail-services.conf",
         "/usr/lib/sysctl.d/60-chatmail-services.conf",
@@ -229,6 +233,7 @@ def test_installed_files(pkg):
         "/usr/bin/chatmail-setup",
         "/etc/letsencrypt/renewal-hooks/deploy/chatmail-services",
         "/usr/share/doc/chatmail-services/setup.md",
+        "/usr/share/man/man8/chatmail-web.8.gz",
         "/usr/share/man/man5/chatmail.ini.5.gz",
         "/usr/share/doc/chatmail-services/admin.md",
         "/usr/share/doc/chatmail-services/copyright",
@@ -236,10 +241,13 @@ def test_installed_files(pkg):
         *(f"{DIST}/chatmail_services/{sub}/__init__.py" for sub in ("milter", "authsocket")),
         f"{DIST}/chatmail_services/expire/__init__.py",
         f"{DIST}/chatmail_services/metadata/__init__.py",
+        f"{DIST}/chatmail_services/web/__init__.py",
+        f"{DIST}/chatmail_services/templates/www/index.html",
+        f"{DIST}/chatmail_services/templates/nginx/chatmail.conf",
     }
     assert expected <= files, sorted(expected - files)
     # every module of the repo's subpackages is installed (package_dir survived pybuild)
-    for folder in ("milter", "authsocket", "expire", "metadata", "dnszone", "relaysetup"):
+    for folder in ("milter", "authsocket", "expire", "metadata", "dnszone", "relaysetup", "web"):
         for module in (REPO / folder).glob("*.py"):
             assert f"{DIST}/chatmail_services/{folder}/{module.name}" in files
     # no top-level "milter" from us: python3-milter owns that name
@@ -360,6 +368,7 @@ grep -q "^NoNewPrivs:.1" /proc/self/status && echo "no new privileges"
         ("chatmail-milter.service", False),
         ("chatmail-expire.service", True),
         ("chatmail-metadata.service", True),
+        ("chatmail-web.service", False),
     ],
 )
 def test_the_sandbox_emulation_denies_what_the_unit_denies(pkg, service, mailboxes_writable):

@@ -19,6 +19,7 @@ PAGES = [
     "chatmail-milter.8",
     "chatmail-expire.8",
     "chatmail-metadata.8",
+    "chatmail-web.8",
     "chatmail-dns.8",
     "chatmail-setup.8",
     "chatmail.ini.5",
@@ -28,6 +29,7 @@ COMMANDS = [
     "chatmail-milter",
     "chatmail-expire",
     "chatmail-metadata",
+    "chatmail-web",
     "chatmail-dns",
     "chatmail-setup",
 ]

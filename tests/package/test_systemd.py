@@ -10,8 +10,10 @@ the purge, which must leave only the mailboxes. Each test builds on the ones bef
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import secrets
+import socket as pysocket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,11 +31,13 @@ SERVICES = (
     "chatmail-auth.service",
     "chatmail-milter.service",
     "chatmail-metadata.service",
+    "chatmail-web.service",
     "chatmail-expire.service",
 )
 DOMAIN = "chat.example"
 MAILBOXES = "/var/lib/chatmail/mailboxes"
 AUTH_SOCKET = "/run/chatmail/auth.sock"
+WEB_SOCKET = "/run/chatmail/web.sock"
 MILTER_SOCKET = "/var/spool/postfix/chatmail/milter.sock"
 TIMER_STAMP = "/var/lib/systemd/timers/stamp-chatmail-expire.timer"
 HELLO = "H3\t2\t0\t\tauth"
@@ -148,6 +152,7 @@ def test_sockets_and_timer_are_active_and_no_service_runs_yet(ct):
         "chatmail-auth.socket",
         "chatmail-milter.socket",
         "chatmail-metadata.socket",
+        "chatmail-web.socket",
         "chatmail-expire.timer",
     ):
         assert _active(ct, unit) == "active", unit
@@ -181,6 +186,27 @@ def test_milter_service_starts_on_the_first_connection(ct, tmp_path):
     assert "verdict: custom reply" in result.stdout
     assert _active(ct, "chatmail-milter.service") == "active"
     assert "PKGTEST: reject 523 5.7.10" in journal, journal
+
+
+def test_web_service_starts_on_the_first_request(ct):
+    path = ct.path(WEB_SOCKET)
+    stat = ct.check(["stat", "-c", "%a %U %G", WEB_SOCKET]).split()
+    assert stat == ["660", "vmail", "www-data"]
+    with contextlib.closing(pysocket.socket(pysocket.AF_UNIX)) as sock:
+        sock.settimeout(30)
+        sock.connect(str(path))
+        sock.sendall(b"POST /new HTTP/1.0\r\nHost: chat.example\r\nContent-Length: 0\r\n\r\n")
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), answer + _journal(ct, "chatmail-web.service").encode()
+    assert json.loads(body)["email"].endswith(f"@{DOMAIN}")
+    assert _active(ct, "chatmail-web.service") == "active"
+    # the pages, with Debian's segno (the virtualenv has PyPI's)
+    written = ct.check(["chatmail-web", "site", "/var/lib/chatmail/www"]).split()
+    assert "/var/lib/chatmail/www/index.html" in written
+    assert "<svg " in ct.path("/var/lib/chatmail/www/index.html").read_text()
 
 
 def test_expire_service_runs_as_the_timer_would_start_it(ct):
@@ -230,6 +256,7 @@ def _probe(ct: Container, service: str) -> set[str]:
         ("chatmail-auth.service", {MAILBOXES}),
         ("chatmail-milter.service", set()),
         ("chatmail-metadata.service", {MAILBOXES}),  # and its notify-queue (not probed)
+        ("chatmail-web.service", set()),
         ("chatmail-expire.service", {MAILBOXES}),
     ],
 )
@@ -340,6 +367,7 @@ def test_reinstall_is_quiet_and_keeps_everything_running(ct):
         "chatmail-auth.socket",
         "chatmail-milter.socket",
         "chatmail-metadata.socket",
+        "chatmail-web.socket",
         "chatmail-expire.timer",
     ):
         assert _active(ct, unit) == "active", unit
@@ -397,6 +425,7 @@ def test_installed_together_with_the_mail_stack_every_socket_listens(ct_at_once)
         "chatmail-auth.socket",
         "chatmail-milter.socket",
         "chatmail-metadata.socket",
+        "chatmail-web.socket",
         "chatmail-expire.timer",
     ):
         assert _active(ct, unit) == "active", unit + _journal(ct, unit)

@@ -11,7 +11,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 UNITS = REPO / "systemd-units"
 VENV_BIN = REPO / ".venv" / "bin"
-_OUR_BINARY = re.compile(r"/usr/bin/(chatmail-(?:auth|milter|expire|metadata))\b")
+_OUR_BINARY = re.compile(r"/usr/bin/(chatmail-(?:auth|milter|expire|metadata|web))\b")
 
 
 def companions(unit: str) -> list[str]:

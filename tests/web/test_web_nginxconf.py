@@ -1,0 +1,69 @@
+"""The nginx template's production values, and nginx's own check of the result."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+
+from chatmail_services.web.nginxconf import TEMPLATE, nginx_values, render_nginx
+from harness.nginx import MAIN_CONF, WORKER_USER
+from harness.tls import self_signed_cert
+
+from chatmail_services.templating import PLACEHOLDER, template_text
+
+
+def test_production_values_follow_the_config(make_config):
+    config = make_config(web={"root": "/srv/www", "socket": "/run/x/web.sock"})
+    values = nginx_values(config, tls_cert="/c.pem", tls_key="/k.pem")
+    assert values["web_root"] == "/srv/www" and values["web_socket"] == "/run/x/web.sock"
+    assert values["listen_https"].split("\n") == [
+        "    listen 0.0.0.0:443 ssl;",
+        "    listen [::]:443 ssl;",
+    ]
+    assert values["server_names"].split() == [
+        "chat.example",
+        "www.chat.example",
+        "mta-sts.chat.example",
+        "autoconfig.chat.example",
+    ]
+    assert set(PLACEHOLDER.findall(template_text(TEMPLATE))) == set(values)
+
+
+def test_every_server_keeps_no_access_log_and_logs_no_client(make_config):
+    text = render_nginx(make_config(), tls_cert="/c.pem", tls_key="/k.pem")
+    servers = text.count("server {")
+    assert servers == 2
+    assert text.count("access_log off;") == servers
+    assert len(re.findall(r"^\s*error_log \S+ emerg;", text, re.M)) == servers
+    assert "X-Forwarded-For" not in text and "remote_addr" not in text
+
+
+def test_nginx_accepts_the_production_configuration(make_config, tmp_path):
+    cert, key = self_signed_cert(tmp_path, "chat.example")
+    (tmp_path / "temp").mkdir()
+    conf = render_nginx(
+        make_config(),
+        tls_cert=str(cert),
+        tls_key=str(key),
+        error_log=str(tmp_path / "server-error.log"),
+    )
+    (tmp_path / "chatmail.conf").write_text(conf)
+    main = tmp_path / "nginx.conf"
+    main.write_text(MAIN_CONF.format(user=WORKER_USER, dir=tmp_path))
+    result = subprocess.run(
+        ["nginx", "-t", "-p", str(tmp_path), "-c", str(main)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "syntax is ok" in result.stderr
+    broken = tmp_path / "chatmail.conf"
+    broken.write_text(conf.replace("access_log off;", "access_log;", 1))
+    result = subprocess.run(
+        ["nginx", "-t", "-p", str(tmp_path), "-c", str(main)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode != 0  # the check can fail

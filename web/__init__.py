@@ -1,0 +1,1 @@
+"""chatmail-web: account creation over HTTP (`/new`, behind nginx) and the relay's pages."""

@@ -1,0 +1,56 @@
+"""The values of the nginx template (chatmail_services/templates/nginx/chatmail.conf).
+
+Production (the setup command) and the test harness render the same template with
+`nginx_values`; only the listen addresses, ports and paths differ.
+"""
+
+from __future__ import annotations
+
+from chatmail_services.config import Config
+from chatmail_services.templating import render_template
+
+TEMPLATE = "nginx/chatmail.conf"
+ACME_ROOT = "/var/lib/chatmail/acme"  # the ACME client's webroot (certbot --webroot-path)
+ERROR_LOG = "/var/log/nginx/error.log"
+
+
+def server_names(domain: str) -> str:
+    """The names the relay's web server answers: the domain and its three helpers."""
+    return " ".join([domain, f"www.{domain}", f"mta-sts.{domain}", f"autoconfig.{domain}"])
+
+
+def _listen(addresses: list[str], port: int, params: str) -> str:
+    return "\n".join(f"    listen {address}:{port}{params};" for address in addresses)
+
+
+def nginx_values(
+    config: Config,
+    *,
+    tls_cert: str,
+    tls_key: str,
+    web_root: str | None = None,
+    web_socket: str | None = None,
+    listen_addresses: tuple[str, ...] = ("0.0.0.0", "[::]"),
+    http_port: int = 80,
+    https_port: int = 443,
+    acme_root: str = ACME_ROOT,
+    error_log: str = ERROR_LOG,
+) -> dict[str, str]:
+    """Template values; web root and socket default to the config's `[web]` settings."""
+    addresses = list(listen_addresses)
+    return {
+        "server_names": server_names(config.chatmail.mail_domain),
+        "listen_http": _listen(addresses, http_port, ""),
+        "listen_https": _listen(addresses, https_port, " ssl"),
+        "tls_cert": tls_cert,
+        "tls_key": tls_key,
+        "web_root": web_root or config.web.root,
+        "web_socket": web_socket or config.web.socket,
+        "acme_root": acme_root,
+        "error_log": error_log,
+    }
+
+
+def render_nginx(config: Config, **kwargs: object) -> str:
+    """The rendered server configuration (keyword arguments as `nginx_values`)."""
+    return render_template(TEMPLATE, nginx_values(config, **kwargs))  # type: ignore[arg-type]
