@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 import sys
@@ -10,7 +9,7 @@ from pathlib import Path
 
 from chatmail_services import dictserver
 from chatmail_services.activation import inherited_sockets, notify_ready
-from chatmail_services.cli import add_config_argument, load_or_exit, log_config_warnings
+from chatmail_services.cli import command_parser, load_or_exit, log_config_warnings
 from chatmail_services.config import Config
 from chatmail_services.logsetup import setup_logging
 
@@ -49,11 +48,10 @@ def cmd_serve(config: Config, socket_path: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="chatmail-web",
-        description="Account creation over HTTP (/new, behind nginx) and the relay's web pages.",
+    parser = command_parser(
+        "chatmail-web",
+        "Account creation over HTTP (/new, behind nginx) and the relay's web pages.",
     )
-    add_config_argument(parser)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     serve = sub.add_parser("serve", help="serve /new over HTTP (socket activation)")
     serve.add_argument("--socket", metavar="PATH", help="socket path without socket activation")
