@@ -3,8 +3,8 @@
 `PARTS` is the list a run goes through, in order. A part returns its files (rendered from the
 package's templates), the checks of the result and the reloads; or None when it does not apply.
 A part that cannot be set up raises `SetupError` with one line per problem.
-To add a part (nginx and the web pages): write `def nginx_part(config, ctx) -> Part` returning
-its files, `checks=(("nginx", "-t"),)` and `reloads=(reload_unit("nginx"),)`, and add it to PARTS.
+To add a part: write `def x_part(config, ctx) -> Part | None` returning its files, checks and
+reloads, and add it to PARTS.
 """
 
 from __future__ import annotations
@@ -14,6 +14,9 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from chatmail_services.web.nginxconf import TEMPLATE, nginx_values
+from chatmail_services.web.site import site_files
 
 from chatmail_services.config import Config
 from chatmail_services.dkimkey import new_private_pem
@@ -26,6 +29,10 @@ from .model import Desired, Part
 POSTFIX_DIR = "/etc/postfix"
 DOVECOT_DIR = "/etc/dovecot"
 COTURN_CONF = "/etc/turnserver.conf"
+NGINX_CONF = "/etc/nginx/conf.d/chatmail.conf"
+# Debian's default site answers every name and address not ours, and logs each visit with the
+# visitor's IP address: a relay must not have it.
+NGINX_DEFAULT_SITE = "/etc/nginx/sites-enabled/default"
 # Dovecot's major.minor -> the template directory for it. Debian 12 has 2.3.
 DOVECOT_TEMPLATES = {
     "2.3": "dovecot",
@@ -93,7 +100,7 @@ def tls_part(config: Config, ctx: Context) -> Part | None:
             Desired(key, key_pem, 0o600, secret=True),
         ),
         # a new certificate reaches the running services (a no-op when they reload anyway)
-        reloads=(reload_unit("postfix"), reload_unit("dovecot")),
+        reloads=(reload_unit("postfix"), reload_unit("dovecot"), reload_unit("nginx")),
     )
 
 
@@ -197,12 +204,37 @@ def coturn_part(config: Config, ctx: Context) -> Part | None:
     )
 
 
+def nginx_part(config: Config, ctx: Context) -> Part:
+    """nginx's server for the relay's names (pages, `/new`, MTA-STS, autoconfig) and the pages
+    themselves (chatmail-web's site, generated from the config) in `[web] root`."""
+    if ctx.system and not ctx.exists("/usr/sbin/nginx"):
+        raise SetupError("nginx is not installed: apt-get install nginx")
+    if ctx.exists(NGINX_DEFAULT_SITE):
+        raise SetupError(
+            f"{NGINX_DEFAULT_SITE}: Debian's default site logs every visitor's IP address; "
+            f"remove it (rm {NGINX_DEFAULT_SITE}) and run chatmail-setup again"
+        )
+    cert, key = tls_paths(config)
+    conf = render_text(template(ctx, TEMPLATE), nginx_values(config, tls_cert=cert, tls_key=key))
+    pages = (
+        Desired(f"{config.web.root}/{relative}", content)
+        for relative, content in sorted(site_files(config).items())
+    )
+    return Part(
+        "nginx",
+        files=(Desired(NGINX_CONF, conf.encode()), *pages),
+        checks=(("nginx", "-t", "-q"),) if ctx.system else (),
+        reloads=(reload_unit("nginx"),),
+    )
+
+
 PARTS: tuple[Callable[[Config, Context], Part | None], ...] = (
     tls_part,
     dkim_part,
     postfix_part,
     dovecot_part,
     coturn_part,
+    nginx_part,
 )
 
 

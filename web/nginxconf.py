@@ -6,16 +6,23 @@ Production (the setup command) and the test harness render the same template wit
 
 from __future__ import annotations
 
+from chatmail_services.address import ipv4_domain
 from chatmail_services.config import Config
 from chatmail_services.templating import render_template
 
 TEMPLATE = "nginx/chatmail.conf"
-ACME_ROOT = "/var/lib/chatmail/acme"  # the ACME client's webroot (certbot --webroot-path)
+# certbot's --webroot-path: Debian nginx's default root, so that the first certificate (taken
+# before chatmail-setup, through Debian's default site) and the renewals (through ours) use
+# the same directory.
+ACME_ROOT = "/var/www/html"
 ERROR_LOG = "/var/log/nginx/error.log"
 
 
 def server_names(domain: str) -> str:
-    """The names the relay's web server answers: the domain and its three helpers."""
+    """The names the relay's web server answers: the domain and its three helpers (a relay
+    without a domain name: its address only)."""
+    if ipv4_domain(domain):
+        return domain
     return " ".join([domain, f"www.{domain}", f"mta-sts.{domain}", f"autoconfig.{domain}"])
 
 

@@ -82,7 +82,8 @@ def test_dry_run_prints_the_diff_and_changes_nothing(tree, make_config, capsys):
     status, out, err = setup(capsys, changed, "--root", str(tree), "--dry-run")
     assert status == 0, err
     assert "-smtpd_recipient_limit = 1000\n+smtpd_recipient_limit = 50\n" in out
-    assert out.endswith("chatmail-setup: 1 file(s) to change (postfix)\n")
+    # the recipient limit is in main.cf and on the info page
+    assert out.endswith("chatmail-setup: 2 file(s) to change (postfix, nginx)\n")
     assert files(tree) == before
 
 
