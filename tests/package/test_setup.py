@@ -8,10 +8,14 @@ admin's own Postfix setting and a broken template. Each test builds on the ones 
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
+from pathlib import Path
 
+import deltachat_rpc_server
 import pytest
+from deltachat_rpc_client import DeltaChat, Rpc
 from harness.container import Container
 from package.test_systemd import DOMAIN, MAIL_STACK, _active, _apt, _with_package
 
@@ -30,7 +34,9 @@ min_free_disk = 0
 [tls]
 self_signed = yes
 """
-WATCHED = "/etc/postfix /etc/dovecot /etc/chatmail /etc/turnserver.conf"
+WATCHED = (
+    "/etc/postfix /etc/dovecot /etc/chatmail /etc/turnserver.conf /etc/nginx /var/lib/chatmail/www"
+)
 TEMPLATES = "/usr/lib/python3/dist-packages/chatmail_services/templates"
 LOGIN = """\
 import imaplib, smtplib, ssl, sys
@@ -90,12 +96,25 @@ def test_apt_installs_the_package_with_the_mail_stack(ct):
     assert ct.check(["stat", "-c", "%a", hook]).strip() == "755"
 
 
-def test_setup_makes_the_relay(ct):
+def test_setup_refuses_while_debians_default_site_logs_ips(ct):
     ct.path("/etc/chatmail/chatmail.ini").write_text(CONFIG)
+    before = snapshot(ct)
+    result = setup(ct)
+    assert result.returncode != 0
+    assert result.stderr.splitlines() == [
+        "chatmail-setup: /etc/nginx/sites-enabled/default: Debian's default site logs every "
+        "visitor's IP address; remove it (rm /etc/nginx/sites-enabled/default) and run "
+        "chatmail-setup again"
+    ], result.stderr
+    assert snapshot(ct) == before
+
+
+def test_setup_makes_the_relay(ct):
     ct.check(f"echo '127.0.0.1 {DOMAIN}' >> /etc/hosts")
+    ct.check(["rm", "/etc/nginx/sites-enabled/default"])  # docs/admin.md, step 5
     result = setup(ct)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "chatmail-setup: done: tls, postfix, dovecot (checked, reloaded)" in result.stdout
+    assert "chatmail-setup: done: tls, postfix, dovecot, nginx (checked, reloaded)" in result.stdout
     assert "+smtpd_milters = unix:chatmail/milter.sock" in result.stdout  # the diff
     assert ct.run(["postfix", "check"]).returncode == 0
     doveconf = ct.run(["doveconf", "-n"])
@@ -109,7 +128,7 @@ def test_setup_makes_the_relay(ct):
         "root",
     ]
     assert ct.check(["stat", "-c", "%U", "/etc/chatmail/dkim/chatmail.private"]).strip() == "vmail"
-    for unit in ("postfix.service", "dovecot.service"):
+    for unit in ("postfix.service", "dovecot.service", "nginx.service"):
         assert _active(ct, unit) == "active", unit
     # the original main.cf is kept beside ours
     assert ct.run("ls /etc/postfix/main.cf.chatmail-setup.bak.*").returncode == 0
@@ -123,6 +142,83 @@ def test_a_login_over_the_real_stack_creates_the_account(ct):
     assert out.split() == ["OK", "OK", "235"], out
     stat = ct.check(["stat", "-c", "%U", f"/var/lib/chatmail/mailboxes/{addr}"]).strip()
     assert stat == "vmail"
+
+
+WEB = """\
+import json, ssl, sys, urllib.request
+context = ssl.create_default_context(cafile="/etc/chatmail/tls/fullchain.pem")
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args):
+        return None
+opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context), NoRedirect)
+def fetch(path, method="GET"):
+    body = b"" if method == "POST" else None
+    request = urllib.request.Request("https://{domain}" + path, method=method, data=body)
+    try:
+        with opener.open(request, timeout=30) as answer:
+            return answer.status, dict(answer.headers), answer.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read().decode()
+print(json.dumps({{path: fetch(path) for path in ("/", "/privacy.html", "/new")}}))
+print(json.dumps([fetch("/new", "POST") for _ in range(2)]))
+"""
+
+
+def test_the_home_page_and_new_through_nginx_and_chatmail_web(ct):
+    ct.path("/root/web.py").write_text(WEB.format(domain=DOMAIN))
+    pages, answers = ct.check(["python3", "/root/web.py"], timeout=120).splitlines()
+    pages = json.loads(pages)
+    status, _, home = pages["/"]
+    assert status == 200 and f"DCACCOUNT:https://{DOMAIN}/new" in home and "<svg" in home
+    status, _, privacy = pages["/privacy.html"]
+    assert status == 200 and "20 days" in privacy
+    status, headers, _ = pages["/new"]
+    assert (status, headers["Location"]) == (302, f"dcaccount:https://{DOMAIN}/new")
+    assert _active(ct, "chatmail-web.service") == "active"  # started by the first /new
+    accounts = []
+    for status, _, body in json.loads(answers):
+        assert status == 200, body
+        answer = json.loads(body)
+        assert answer["email"].endswith(f"@{DOMAIN}") and "ic=3" in answer["dclogin_url"]
+        assert not ct.path(f"/var/lib/chatmail/mailboxes/{answer['email']}").exists()
+        accounts.append(answer)
+    ct.answers = accounts
+    # nginx keeps no access log; no log names the client's address
+    assert not ct.path("/var/log/nginx/access.log").exists() or (
+        ct.path("/var/log/nginx/access.log").read_text() == ""
+    )
+
+
+def test_delta_chat_joins_from_new_and_chats(ct):
+    """The real core, run inside the container (its network), configured from /new's
+    dclogin_url (the self-signed certificate: ic=3), sends and receives through the relay
+    that the package's units and chatmail-setup made."""
+    # the PyPI package's static binary (its console script is a Python wrapper of the venv)
+    binary = Path(deltachat_rpc_server.__file__).parent / "deltachat-rpc-server"
+    ct.copy_in(binary, "/usr/local/bin/deltachat-rpc-server")
+    wrapper = ct.root.parent / "deltachat-rpc-server-in-container"
+    wrapper.write_text(
+        f"#!/bin/sh\nexec nsenter -t {ct.pid1} -a /usr/local/bin/deltachat-rpc-server\n"
+    )
+    wrapper.chmod(0o755)
+    ct.check(["mkdir", "-p", "/root/dc-accounts"])
+    with Rpc(accounts_dir="/root/dc-accounts", rpc_server_path=str(wrapper)) as rpc:
+        core = DeltaChat(rpc)
+        accounts = []
+        for answer in ct.answers:
+            account = core.add_account()
+            account.add_transport_from_qr(answer["dclogin_url"])
+            assert account.is_configured()
+            account.bring_online()
+            accounts.append(account)
+        for answer in ct.answers:  # the first login created the account
+            assert ct.path(f"/var/lib/chatmail/mailboxes/{answer['email']}/password").exists()
+        alice, bob = accounts
+        bob.secure_join(alice.get_qr_code())
+        alice.wait_for_securejoin_inviter_success()
+        bob.wait_for_securejoin_joiner_success()
+        bob.create_chat(alice).send_text("hello from a packaged relay")
+        assert alice.wait_for_incoming_msg().get_snapshot().text == "hello from a packaged relay"
 
 
 def test_a_second_run_changes_nothing(ct):
@@ -150,7 +246,8 @@ def test_dry_run_shows_the_diff_and_changes_nothing(ct):
     result = setup(ct, "--dry-run")
     assert result.returncode == 0, result.stderr
     assert "-message_size_limit = 31457280\n+message_size_limit = 20000000\n" in result.stdout
-    assert "1 file(s) to change (postfix)" in result.stdout
+    # main.cf, and the pages that state the limit
+    assert re.search(r"\n\S+: 4 file\(s\) to change \(postfix, nginx\)\n$", result.stdout)
     assert snapshot(ct) == before
     assert reloads_since(ct, after_cursor) == []
     # the same run for real changes main.cf, keeps the old one, and reloads Postfix only
