@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from chatmail_services.milter import mime
 
+from chatmail_services.templating import TEMPLATES
+
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = REPO / ".venv" / "bin"
 MILTER = str(VENV_BIN / "chatmail-milter")
@@ -320,7 +322,7 @@ def test_units_pass_systemd_analyze_verify(tmp_path):
 def test_units_wiring_matches_postfix_template_and_sandbox():
     socket = (UNITS / "chatmail-milter.socket").read_text()
     service = (UNITS / "chatmail-milter.service").read_text()
-    main_cf = (REPO / "docs" / "templates" / "postfix" / "main.cf").read_text()
+    main_cf = (TEMPLATES / "postfix" / "main.cf").read_text()
     assert "ListenStream=/var/spool/postfix/chatmail/milter.sock" in socket
     assert "smtpd_milters = unix:chatmail/milter.sock" in main_cf
     assert "milter_default_action = tempfail" in main_cf

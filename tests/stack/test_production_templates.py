@@ -1,11 +1,15 @@
-"""The production rendering of the templates is accepted by Postfix's and Dovecot's parsers."""
+"""The production rendering of the templates is accepted by Postfix's and Dovecot's parsers
+(postconf and doveconf of the installed Postfix and Dovecot: marked `stack`)."""
 
 from __future__ import annotations
 
 import subprocess
 from pathlib import Path
 
+import pytest
 from harness import REPO, VENV_BIN
+
+pytestmark = pytest.mark.stack
 
 
 def test_production_configs_parse(tmp_path: Path, make_config):
