@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from chatmail_services.milter import mime
+from harness.messages import SWAKS_SAMPLE
 
 from chatmail_services.templating import TEMPLATES
 
@@ -120,17 +121,19 @@ def run_activated(config, tmp_path: Path, script: str) -> tuple[str, str]:
 
 def test_socket_activated_daemon_with_miltertest(milter_config, samples, build, tmp_path):
     messages = []
-    encrypted = samples[5]
+    encrypted = samples["chat-text-alice-to-bob"]
+    plain = samples["swaks-plaintext-not-deltachat"]
+    secure_join = samples["legacy-vc-request-CLEARTEXT"]
     for name, data, sender, login, rcpt in [
         ("enc", encrypted.data, encrypted.sender, encrypted.sender, "bob123456@chat.localhost"),
         (
             "plain",
-            samples[0].data,
+            plain.data,
             "swakstest@chat.localhost",
             "swakstest@chat.localhost",
             "bob123456@chat.localhost",
         ),
-        ("sj", samples[7].data, samples[7].sender, samples[7].sender, samples[7].rcpt),
+        ("sj", secure_join.data, secure_join.sender, secure_join.sender, secure_join.rcpt),
         (
             "in-plain",
             build.plain_message(sender="x@other.example", to="b"),
@@ -226,12 +229,12 @@ def run_check(config, *args: str) -> subprocess.CompletedProcess:
 
 
 def test_check_command_prints_verdict_and_exit_status(milter_config, samples, tmp_path):
-    sample = samples[5]
+    sample = samples["chat-text-alice-to-bob"]
     path = tmp_path / "m.eml"
     path.write_bytes(sample.data)
     ok = run_check(milter_config, "--sender", sample.sender, "--rcpt", sample.rcpt, str(path))
     assert (ok.returncode, ok.stdout) == (0, "accept\n")
-    path.write_bytes(samples[0].data)
+    path.write_bytes(samples[SWAKS_SAMPLE].data)
     bad = run_check(
         milter_config,
         "--sender",
@@ -247,7 +250,7 @@ def test_check_command_prints_verdict_and_exit_status(milter_config, samples, tm
 
 def test_check_command_incoming_uses_the_account_marker(milter_config, samples, tmp_path):
     path = tmp_path / "m.eml"
-    path.write_bytes(samples[0].data)
+    path.write_bytes(samples[SWAKS_SAMPLE].data)
     enforced = run_check(
         milter_config,
         "--incoming",
@@ -271,16 +274,18 @@ def test_check_command_incoming_uses_the_account_marker(milter_config, samples, 
         str(path),
     )
     assert (open_box.returncode, open_box.stdout) == (0, "accept\n")
+    assert "reason: cleartext to recipients not enforcing encryption" in open_box.stderr
     assert "envelope sender would be changed to <>" in open_box.stderr
 
 
 def test_check_command_login_mismatch_and_unreadable_file(milter_config, samples, tmp_path):
     path = tmp_path / "m.eml"
-    path.write_bytes(samples[5].data)
+    encrypted = samples["chat-text-alice-to-bob"]
+    path.write_bytes(encrypted.data)
     result = run_check(
         milter_config,
         "--sender",
-        samples[5].sender,
+        encrypted.sender,
         "--login",
         "other1234@chat.localhost",
         "--rcpt",

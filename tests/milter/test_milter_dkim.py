@@ -22,6 +22,7 @@ from chatmail_services.milter.dkimverify import KeyCache, KeyLookup, Verifier, m
 from chatmail_services.milter.ratelimit import RateLimiter
 from harness import MAIL_USER
 from harness.fixtures import session_dkim_key
+from harness.messages import ALICE, BOB, DOMAIN
 from Milter import testctx
 
 from chatmail_services import dkimkey
@@ -29,9 +30,6 @@ from chatmail_services.dnsquery import DnsTemporaryError
 
 REPO = Path(__file__).resolve().parents[2]
 MILTER = str(REPO / ".venv" / "bin" / "chatmail-milter")
-DOMAIN = "chat.example"
-ALICE = f"alice1234@{DOMAIN}"
-BOB = f"bob123456@{DOMAIN}"
 KEY_NAME = f"chatmail._domainkey.{DOMAIN}."
 
 
