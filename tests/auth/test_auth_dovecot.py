@@ -10,9 +10,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from auth.authtools import Daemon
+from auth.authtools import start_auth
 from chatmail_services.authsocket.hashing import verify_password
 from harness import MAIL_USER, mail_ids
+from harness.activation import ActivatedService
 from harness.dovecot import Dovecot
 from harness.fixtures import stack_config
 
@@ -25,8 +26,8 @@ PASSWORD = "pass'wo\"rd\\1/x"
 
 
 @pytest.fixture
-def stack(stack_root: Path) -> Iterator[tuple[Dovecot, Daemon, Path]]:
-    """Dovecot plus chatmail-auth running as the mail user, under systemd-socket-activate.
+def stack(stack_root: Path) -> Iterator[tuple[Dovecot, ActivatedService, Path]]:
+    """Dovecot plus chatmail-auth running as the mail user, socket-activated.
 
     The socket belongs to the mail user (as SocketUser= does), so Dovecot's auth-worker and
     imap processes, running as that user, can connect.
@@ -35,8 +36,8 @@ def stack(stack_root: Path) -> Iterator[tuple[Dovecot, Daemon, Path]]:
     run = stack_root / "run"
     run.mkdir()
     os.chown(run, *mail_ids())
-    auth = Daemon(config, run, user=MAIL_USER).start()
-    dovecot = Dovecot(stack_root, config, auth_socket=auth.socket)
+    auth = start_auth(config, run, user=MAIL_USER)
+    dovecot = Dovecot(stack_root, config, auth_socket=auth.socket_path)
     try:
         with dovecot:
             try:
@@ -44,7 +45,7 @@ def stack(stack_root: Path) -> Iterator[tuple[Dovecot, Daemon, Path]]:
             finally:
                 print(dovecot.log_text(), auth.log_text())  # shown when a test fails
     finally:
-        status = auth.stop()
+        status = auth.close()
     log = auth.log_text()
     assert status == 0 and "Traceback" not in log and "ERROR" not in log, log
 

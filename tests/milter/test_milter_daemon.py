@@ -1,20 +1,19 @@
-"""The real daemon: socket activation (systemd-socket-activate, fd:3) driven by miltertest,
+"""The real daemon: socket activation (the socket on fd 3) driven by miltertest,
 the `check` command, and the systemd units."""
 
 from __future__ import annotations
 
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 from chatmail_services.milter import mime
+from harness import REPO, VENV_BIN
+from harness.activation import ActivatedService
 from harness.messages import SWAKS_SAMPLE
 
 from chatmail_services.templating import TEMPLATES
 
-REPO = Path(__file__).resolve().parents[2]
-VENV_BIN = REPO / ".venv" / "bin"
 MILTER = str(VENV_BIN / "chatmail-milter")
 
 
@@ -74,31 +73,17 @@ def milter_config(make_config, tmp_path):
 
 
 def run_activated(config, tmp_path: Path, script: str) -> tuple[str, str]:
-    """Run the milter under systemd-socket-activate (it execs on the first connection)."""
-    socket = tmp_path / "act.sock"
-    log = (tmp_path / "milter.log").open("wb")
-    proc = subprocess.Popen(
-        [
-            "systemd-socket-activate",
-            "-l",
-            str(socket),
-            "--",
-            MILTER,
-            "--config",
-            config.path,
-            "serve",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
+    """Run the milter socket-activated (harness.activation: the socket on fd 3), drive it with
+    miltertest, stop it as systemd does; return miltertest's output and the milter's log."""
+    milter = ActivatedService(
+        [MILTER, "--config", config.path, "serve"],
+        tmp_path / "act.sock",
+        log_path=tmp_path / "milter.log",
         cwd=tmp_path,
     )
-    try:
-        for _ in range(100):
-            if socket.exists():
-                break
-            time.sleep(0.05)
+    with milter.start():
         lua = tmp_path / "t.lua"
-        lua.write_text(script.replace("@SOCKET@", str(socket)))
+        lua.write_text(script.replace("@SOCKET@", str(milter.socket_path)))
         result = subprocess.run(
             ["miltertest", "-s", str(lua)],
             capture_output=True,
@@ -107,16 +92,10 @@ def run_activated(config, tmp_path: Path, script: str) -> tuple[str, str]:
             cwd=tmp_path,
         )
         assert result.returncode == 0, result.stderr + result.stdout
-        # systemd stops the service with SIGTERM: a clean exit, status 0 (the activated
-        # process is the milter itself: systemd-socket-activate execs it)
-        proc.terminate()
-        assert proc.wait(timeout=10) == 0, (tmp_path / "milter.log").read_text()
-        return result.stdout, (tmp_path / "milter.log").read_text()
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            proc.wait(timeout=10)
-        log.close()
+        # systemd stops the service with SIGTERM: a clean exit, status 0 (the process is the
+        # milter itself: the wrapper execs it)
+        assert milter.stop() == 0, milter.log_text()
+    return result.stdout, milter.log_text()
 
 
 def test_socket_activated_daemon_with_miltertest(milter_config, samples, build, tmp_path):
