@@ -22,6 +22,7 @@ from chatmail_services import layout
 pytestmark = pytest.mark.stack
 
 USER = "firstlog1@chat.example"
+OTHER = "otherlog1@chat.example"
 PASSWORD = "pass'wo\"rd\\1/x"
 
 
@@ -106,14 +107,24 @@ def test_imap_login_updates_last_login(stack):
     imap_login(dovecot, USER, PASSWORD).logout()
     password_file = mailboxes / USER / "password"
     os.utime(password_file, (86400 * 3, 86400 * 3))
-    # a failed login is not a login
+    today = layout.day_start(time.time())
+    # a failed login is not a login: after it, another account's login is recorded (the
+    # last-login path works and has had its turn), and this one's time is unchanged
     with pytest.raises(imaplib.IMAP4.error):
         imap_login(dovecot, USER, "wrong-password-x")
-    time.sleep(0.5)
+    other_file = mailboxes / OTHER / "password"
+    imap_login(dovecot, OTHER, PASSWORD).logout()
+    os.utime(other_file, (86400 * 3, 86400 * 3))  # created just now: move it back
+    imap_login(dovecot, OTHER, PASSWORD).logout()
+    wait_for_mtime(other_file, today)
     assert password_file.stat().st_mtime == 86400 * 3
     imap_login(dovecot, USER, PASSWORD).logout()
-    today = layout.day_start(time.time())
-    deadline = time.monotonic() + 15
-    while password_file.stat().st_mtime != today:
-        assert time.monotonic() < deadline, "last login was not recorded"
+    wait_for_mtime(password_file, today)
+
+
+def wait_for_mtime(path: Path, mtime: float, timeout: float = 15) -> None:
+    """Wait until `path` has the modification time `mtime` (a recorded last login)."""
+    deadline = time.monotonic() + timeout
+    while path.stat().st_mtime != mtime:
+        assert time.monotonic() < deadline, f"last login was not recorded in {path}"
         time.sleep(0.1)
