@@ -37,11 +37,10 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parents[1]
-sys.path.insert(0, str(REPO / "tests"))  # the harness package (tests/ has no "milter" module)
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))  # the harness package
 
 import messages  # noqa: E402
-from harness import MAIL_USER, VENV_BIN, stack_dir  # noqa: E402
+from harness import MAIL_USER, REPO, VENV_BIN, stack_dir  # noqa: E402
 from harness.activation import ActivatedService  # noqa: E402
 from harness.dovecot import Dovecot  # noqa: E402
 from harness.fixtures import stack_config  # noqa: E402

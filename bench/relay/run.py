@@ -26,12 +26,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))  # the harness package
 
-from harness import stack_dir  # noqa: E402
-from harness.messages import sample  # noqa: E402
-from harness.relay import LocalRelay  # noqa: E402
+from harness import stack_dir
+from harness.messages import sample
+from harness.relay import LocalRelay
 
 TLS = ssl._create_unverified_context()
 # Headroom checks would refuse creation under benchmark load; the benchmark measures the rest.

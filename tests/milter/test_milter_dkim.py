@@ -20,7 +20,7 @@ from chatmail_services.milter.adapter import ChatmailMilter, Service
 from chatmail_services.milter.dkimsign import Signer, header_list
 from chatmail_services.milter.dkimverify import KeyCache, KeyLookup, Verifier, make_verifier
 from chatmail_services.milter.ratelimit import RateLimiter
-from harness import MAIL_USER
+from harness import MAIL_USER, VENV_BIN
 from harness.fixtures import session_dkim_key
 from harness.messages import ALICE, BOB, DOMAIN
 from Milter import testctx
@@ -28,8 +28,7 @@ from Milter import testctx
 from chatmail_services import dkimkey
 from chatmail_services.dnsquery import DnsTemporaryError
 
-REPO = Path(__file__).resolve().parents[2]
-MILTER = str(REPO / ".venv" / "bin" / "chatmail-milter")
+MILTER = str(VENV_BIN / "chatmail-milter")
 KEY_NAME = f"chatmail._domainkey.{DOMAIN}."
 
 
