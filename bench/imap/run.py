@@ -27,9 +27,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))  # the harness package
 
 from harness import stack_dir
+from harness.imap import Imap
+from harness.pushservice import StandIn
 from harness.relay import LocalRelay
-from metadata.imaptools import Imap
-from metadata.test_metadata_push import StandIn
 
 TLS = ssl._create_unverified_context()
 PER_ACCOUNT = 10  # Dovecot's mail_max_userip_connections

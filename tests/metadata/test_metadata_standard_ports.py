@@ -23,8 +23,8 @@ from collections.abc import Iterator
 import pytest
 from harness import stack_dir
 from harness.coturn import Coturn
+from harness.imap import Imap
 from harness.relay import LocalRelay, Ports
-from metadata.imaptools import Imap
 
 pytestmark = pytest.mark.stack
 
