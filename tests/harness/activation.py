@@ -73,6 +73,9 @@ class ActivatedService:
         return self.process is not None and self.process.poll() is None
 
     def start(self) -> ActivatedService:
+        """Start the process (not when one runs already: `with service:` starts it too)."""
+        if self.alive:
+            raise RuntimeError(f"{self.argv[0]} runs already (pid {self.pid})")
         fd = self.listener.fileno()
         script = ("" if fd == 3 else _MOVE_TO_FD3.format(fd=fd)) + _WRAPPER
         command = ["bash", "-c", script, "bash", *self.argv]

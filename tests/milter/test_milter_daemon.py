@@ -81,7 +81,7 @@ def run_activated(config, tmp_path: Path, script: str) -> tuple[str, str]:
         log_path=tmp_path / "milter.log",
         cwd=tmp_path,
     )
-    with milter.start():
+    with milter:  # __enter__ starts it
         lua = tmp_path / "t.lua"
         lua.write_text(script.replace("@SOCKET@", str(milter.socket_path)))
         result = subprocess.run(
