@@ -403,6 +403,7 @@ def test_signing_failure_is_451(build, secure_join):
 # -- real DNS (nsd on loopback) --
 
 
+@pytest.mark.stack  # starts nsd, like the other tests of a real name server
 def test_key_lookup_through_a_real_nameserver(signer, tmp_path, make_config):
     from harness.nameserver import NameServer
 
