@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))  # the harness package
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "testkit"))  # the harness package
 
 from harness import VENV_BIN  # noqa: E402
 

@@ -24,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))  # the harness package
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "testkit"))  # the harness package
 
 from harness import stack_dir
 from harness.imap import Imap

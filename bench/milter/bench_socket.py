@@ -22,7 +22,7 @@ import threading
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))  # the harness package
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "testkit"))  # the harness package
 
 import messages
 from harness import REPO, VENV_BIN

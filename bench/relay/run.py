@@ -26,7 +26,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))  # the harness package
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "testkit"))  # the harness package
 
 from harness import stack_dir
 from harness.messages import sample

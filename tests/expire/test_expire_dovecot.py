@@ -1,6 +1,6 @@
 """The reaper against mailboxes real Dovecot created: IMAP and Dovecot's quota agree after it.
 
-Dovecot (tests/harness) with the real auth responder behind it, socket-activated as in
+Dovecot (testkit/harness) with the real auth responder behind it, socket-activated as in
 production, creates the accounts on first IMAP login and records logins; mail arrives over
 LMTP and is read and moved over IMAP. Then `chatmail-expire --remove` runs as its unit says
 (as the mail user), its clock moved days ahead by libfaketime: the files keep Dovecot's real
