@@ -28,6 +28,27 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 MakeConfig = Callable[..., Config]
 
+# Markers agree with folders: every test in one of these folders carries one of its markers
+# (a `stack` test in a service folder, e.g. tests/milter, is fine as long as it is marked).
+FOLDER_MARKERS = {
+    "stack": {"stack"},
+    "e2e": {"e2e"},
+    "federation": {"stack", "e2e"},
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Refuse to run when a test in a marked folder lacks that folder's marker."""
+    here = Path(__file__).resolve().parent
+    unmarked = []
+    for item in items:
+        folder = Path(item.path).resolve().relative_to(here).parts[0]
+        wanted = FOLDER_MARKERS.get(folder)
+        if wanted and not wanted & {mark.name for mark in item.iter_markers()}:
+            unmarked.append(f"{item.nodeid} (wants {' or '.join(sorted(wanted))})")
+    if unmarked:
+        raise pytest.UsageError("tests without their folder's marker:\n" + "\n".join(unmarked))
+
 
 @pytest.fixture
 def make_config(tmp_path: Path) -> MakeConfig:

@@ -34,8 +34,11 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parents[1]
-CHATMAIL_AUTH = REPO / ".venv" / "bin" / "chatmail-auth"
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "testkit"))  # the harness package
+
+from harness import VENV_BIN  # noqa: E402
+
+CHATMAIL_AUTH = VENV_BIN / "chatmail-auth"
 DOMAIN = "bench.example"
 
 DOVECOT_CONF = """\

@@ -24,13 +24,12 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "testkit"))  # the harness package
 
-from harness import stack_dir  # noqa: E402
-from harness.relay import LocalRelay  # noqa: E402
-from metadata.imaptools import Imap  # noqa: E402
-from metadata.test_metadata_push import StandIn  # noqa: E402
+from harness import stack_dir
+from harness.imap import Imap
+from harness.pushservice import StandIn
+from harness.relay import LocalRelay
 
 TLS = ssl._create_unverified_context()
 PER_ACCOUNT = 10  # Dovecot's mail_max_userip_connections

@@ -1,6 +1,6 @@
 """Benchmark 1: Postfix throughput with the milter against the same Postfix without it.
 
-A loopback Postfix rendered from the templates (tests/harness), discarding after queueing.
+A loopback Postfix rendered from the templates (testkit/harness), discarding after queueing.
 8 client processes send 2,000 encrypted messages of about 6 KB in all, one SMTP session each;
 the same run measures Postfix without `smtpd_milters` (baseline) and with chatmail-milter
 (socket-activated as its unit says), alternating, and prints the ratio (target >= 0.9).
@@ -37,11 +37,10 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parents[1]
-sys.path.insert(0, str(REPO / "tests"))  # the harness package (tests/ has no "milter" module)
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "testkit"))  # the harness package
 
 import messages  # noqa: E402
-from harness import MAIL_USER, VENV_BIN, stack_dir  # noqa: E402
+from harness import MAIL_USER, REPO, VENV_BIN, stack_dir  # noqa: E402
 from harness.activation import ActivatedService  # noqa: E402
 from harness.dovecot import Dovecot  # noqa: E402
 from harness.fixtures import stack_config  # noqa: E402

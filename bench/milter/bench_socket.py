@@ -22,12 +22,13 @@ import threading
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "testkit"))  # the harness package
+
 import messages
+from harness import REPO, VENV_BIN
 from miltproto import MilterClient
 
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parents[1]
-VENV_BIN = REPO / ".venv" / "bin"
 
 
 def memory_kb(pid: int) -> dict[str, int]:

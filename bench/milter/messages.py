@@ -1,13 +1,18 @@
-"""Delta-Chat-shaped encrypted messages of a given size (random bytes in a real packet frame)."""
+"""Delta-Chat-shaped encrypted messages of a given size (random bytes in a real packet frame).
+
+The message shape and the armor are the tests' own (harness.messages, harness.pgppackets).
+"""
 
 from __future__ import annotations
 
-import base64
 import os
+import sys
+from pathlib import Path
 
-from chatmail_services.milter.openpgp import crc24
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "testkit"))  # the harness package
 
-BOUNDARY = "18eb06d86b123ffe_546051fd537078a1_a23cbb36c29b26fd"
+from harness.messages import encrypted_body, encrypted_head, header_fields
+from harness.pgppackets import armor
 
 
 def payload(size: int) -> bytes:
@@ -18,47 +23,22 @@ def payload(size: int) -> bytes:
     return pkesk + pkesk + seipd
 
 
-def armor(data: bytes) -> str:
-    text = base64.b64encode(data).decode()
-    lines = ["-----BEGIN PGP MESSAGE-----", ""]
-    lines += [text[i : i + 64] for i in range(0, len(text), 64)]
-    lines.append("=" + base64.b64encode(crc24(data).to_bytes(3, "big")).decode())
-    lines.append("-----END PGP MESSAGE-----")
-    return "\r\n".join(lines) + "\r\n"
+def _head(sender: str) -> str:
+    return encrypted_head(sender, message_id=f"{os.urandom(8).hex()}@localhost")
 
 
 def headers(sender: str) -> list[tuple[str, str]]:
-    return [
-        ("From", f"<{sender}>"),
-        ("Date", "Sat, 21 Nov 2026 05:41:21 +0000"),
-        ("Message-ID", f"<{os.urandom(8).hex()}@localhost>"),
-        ("MIME-Version", "1.0"),
-        ("To", '"hidden-recipients": ;'),
-        ("Subject", "[...]"),
-        (
-            "Content-Type",
-            f'multipart/encrypted; protocol="application/pgp-encrypted";\n boundary="{BOUNDARY}"',
-        ),
-    ]
+    """The header fields, as Postfix hands them to a milter (folds as LF + space)."""
+    return header_fields(_head(sender))
 
 
 def body(message_size: int) -> bytes:
     """The MIME body of a message of about `message_size` bytes in all."""
-    armored = armor(payload(max(400, (message_size - 900) * 3 * 64 // (4 * 66))))
-    return (
-        "\r\n"
-        f"--{BOUNDARY}\r\n"
-        'Content-Type: application/pgp-encrypted; charset="utf-8"\r\n'
-        "Content-Transfer-Encoding: 7bit\r\n\r\nVersion: 1\r\n\r\n"
-        f"--{BOUNDARY}\r\n"
-        'Content-Type: application/octet-stream; name="encrypted.asc"; charset="utf-8"\r\n'
-        "Content-Transfer-Encoding: 7bit\r\n\r\n"
-        f"{armored}\r\n"
-        f"--{BOUNDARY}--\r\n"
+    return encrypted_body(
+        armor(payload(max(400, (message_size - 900) * 3 * 64 // (4 * 66))))
     ).encode()
 
 
 def full_message(sender: str, message_size: int) -> bytes:
     """Headers and body as one CRLF message (for SMTP)."""
-    head = "".join(f"{n}: {v.replace(chr(10), chr(13) + chr(10))}\r\n" for n, v in headers(sender))
-    return head.encode() + b"\r\n" + body(message_size)
+    return _head(sender).encode() + b"\r\n" + body(message_size)

@@ -26,13 +26,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "testkit"))  # the harness package
 
-from harness import stack_dir  # noqa: E402
-from harness.relay import LocalRelay  # noqa: E402
+from harness import stack_dir
+from harness.messages import sample
+from harness.relay import LocalRelay
 
-SAMPLE = REPO.parent / "shared" / "samples" / "deltachat-2.65" / "05-chat-text-alice-to-bob.eml"
 TLS = ssl._create_unverified_context()
 # Headroom checks would refuse creation under benchmark load; the benchmark measures the rest.
 BENCH_AUTH = {"max_load_1m": 1000, "min_available_memory": 0, "min_free_disk": 0}
@@ -46,10 +45,7 @@ def random_credentials(domain: str) -> tuple[str, str]:
 
 def submitted_message(sender: str) -> bytes:
     """The captured Delta Chat message, as submitted (CRLF, no delivery headers), from sender."""
-    lines = SAMPLE.read_bytes().split(b"\n")
-    start = next(i for i, line in enumerate(lines) if line.startswith(b"From:"))
-    body = b"\r\n".join(lines[start:])
-    return body.replace(b"From: <alicega2g@chat.localhost>", f"From: <{sender}>".encode(), 1)
+    return sample("chat-text-alice-to-bob", sender, sender)
 
 
 class Idler:

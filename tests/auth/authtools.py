@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import socket
-import subprocess
-import time
 from pathlib import Path
+
+from harness import VENV_BIN
+from harness.activation import ActivatedService
 
 from chatmail_services.config import Config
 
-REPO = Path(__file__).resolve().parents[2]
-CHATMAIL_AUTH = REPO / ".venv" / "bin" / "chatmail-auth"
+CHATMAIL_AUTH = VENV_BIN / "chatmail-auth"
 HELLO_AUTH = b"H3\t2\t0\t\tauth\n"
 HELLO_LASTLOGIN = b"H3\t2\t0\t\tlastlogin\n"
 
@@ -59,65 +57,24 @@ def read_all(path: Path, data: bytes, timeout: float = 10.0) -> bytes:
     return buf
 
 
-class Daemon:
-    """chatmail-auth serve under `systemd-socket-activate -l SOCKET` (execs: pid = server)."""
+def start_auth(
+    config: Config, root: Path, *, user: str | None = None, wrap: list[str] = ()
+) -> ActivatedService:
+    """chatmail-auth serve socket-activated at root/activated.sock (harness.activation: the
+    harness holds the socket, the process gets it as fd 3), once it answers a lookup.
 
-    def __init__(
-        self, config: Config, root: Path, *, user: str | None = None, wrap: list[str] = ()
-    ) -> None:
-        self.config = config
-        self.wrap = list(wrap)  # e.g. ["prlimit", "--nofile=40", "--"]
-        self.root = root
-        self.user = user  # run (and own the socket) as this user, like the units' User=
-        self.socket = root / "activated.sock"
-        self.log_path = root / "auth-daemon.log"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> Daemon:
-        if self.socket.exists():
-            self.socket.unlink()
-        argv = ["systemd-socket-activate", "-l", str(self.socket), "--",
-                str(CHATMAIL_AUTH), "--config", self.config.path, "serve"]  # fmt: skip
-        if self.user:
-            argv = ["setpriv", f"--reuid={self.user}", f"--regid={self.user}", "--init-groups",
-                    "--", *argv]  # fmt: skip
-        argv = self.wrap + argv
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=self.root,
-            )  # fmt: skip
-        # ready = answers a lookup (the socket file exists a moment before listen(2))
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if exchange(self.socket, HELLO_AUTH + b"Lshared/none\t\n", 1) == [b"N"]:
-                    return self
-            except OSError:
-                pass
-            assert time.monotonic() < deadline and self.alive, self.log_text()
-            time.sleep(0.02)
-
-    @property
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def stop(self) -> int | None:
-        if self.process is None:
-            return None
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
-
-    def kill(self) -> None:
-        assert self.process is not None
-        os.kill(self.process.pid, signal.SIGKILL)
-        self.process.wait()
-
-    def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+    `user` runs the process and owns the socket, like the units' User=/SocketUser=; `wrap` is
+    a command prefix that execs the server, e.g. ["prlimit", "--nofile=40", "--"].
+    """
+    argv = [*wrap, str(CHATMAIL_AUTH), "--config", config.path, "serve"]
+    service = ActivatedService(
+        argv, root / "activated.sock", log_path=root / "auth-daemon.log", user=user, cwd=root
+    ).start()
+    try:
+        reply = exchange(service.socket_path, HELLO_AUTH + b"Lshared/none\t\n", 1, timeout=20)
+    except OSError as exc:
+        reply = [repr(exc).encode()]
+    if reply != [b"N"]:
+        service.close()
+        raise AssertionError(f"chatmail-auth did not answer: {reply}\n{service.log_text()}")
+    return service

@@ -6,8 +6,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from auth.authtools import Daemon
+from auth.authtools import start_auth
 from chatmail_services.authsocket.accounts import Settings, settings_from_config
+from harness.activation import ActivatedService
 
 from chatmail_services.config import Config
 
@@ -18,12 +19,12 @@ def settings(config: Config) -> Settings:
 
 
 @pytest.fixture
-def daemon(config: Config, tmp_path: Path) -> Iterator[Daemon]:
-    """chatmail-auth serve started by systemd-socket-activate; must stop cleanly, and its
+def daemon(config: Config, tmp_path: Path) -> Iterator[ActivatedService]:
+    """chatmail-auth serve, socket-activated (harness.activation); must stop cleanly, and its
     log (level info) must name no address."""
-    server = Daemon(config, tmp_path).start()
+    server = start_auth(config, tmp_path)
     yield server
-    status = server.stop()
+    status = server.close()  # the exit status, also when the test stopped it already
     log = server.log_text()
     assert "Traceback" not in log, log
     assert status == 0, log

@@ -10,7 +10,14 @@ import subprocess
 import time
 from pathlib import Path
 
-from auth.authtools import CHATMAIL_AUTH, HELLO_AUTH, Daemon, exchange, passdb_lookup, userdb_lookup
+from auth.authtools import (
+    CHATMAIL_AUTH,
+    HELLO_AUTH,
+    exchange,
+    passdb_lookup,
+    start_auth,
+    userdb_lookup,
+)
 from chatmail_services.authsocket.hashing import verify_password
 
 USER = "abcdefghi@chat.example"
@@ -117,9 +124,9 @@ def test_serve_binds_its_own_socket_without_activation(config, tmp_path):
 
 def test_debug_level_logs_addresses(make_config, tmp_path):
     config = make_config(chatmail={"log_level": "debug"})
-    daemon = Daemon(config, tmp_path).start()
+    daemon = start_auth(config, tmp_path)
     try:
-        exchange(daemon.socket, HELLO_AUTH + passdb_lookup(USER, PASSWORD), 1)
+        exchange(daemon.socket_path, HELLO_AUTH + passdb_lookup(USER, PASSWORD), 1)
     finally:
-        assert daemon.stop() == 0
+        assert daemon.close() == 0
     assert USER in daemon.log_text()

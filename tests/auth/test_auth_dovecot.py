@@ -10,9 +10,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from auth.authtools import Daemon
+from auth.authtools import start_auth
 from chatmail_services.authsocket.hashing import verify_password
 from harness import MAIL_USER, mail_ids
+from harness.activation import ActivatedService
 from harness.dovecot import Dovecot
 from harness.fixtures import stack_config
 
@@ -21,12 +22,13 @@ from chatmail_services import layout
 pytestmark = pytest.mark.stack
 
 USER = "firstlog1@chat.example"
+OTHER = "otherlog1@chat.example"
 PASSWORD = "pass'wo\"rd\\1/x"
 
 
 @pytest.fixture
-def stack(stack_root: Path) -> Iterator[tuple[Dovecot, Daemon, Path]]:
-    """Dovecot plus chatmail-auth running as the mail user, under systemd-socket-activate.
+def stack(stack_root: Path) -> Iterator[tuple[Dovecot, ActivatedService, Path]]:
+    """Dovecot plus chatmail-auth running as the mail user, socket-activated.
 
     The socket belongs to the mail user (as SocketUser= does), so Dovecot's auth-worker and
     imap processes, running as that user, can connect.
@@ -35,8 +37,8 @@ def stack(stack_root: Path) -> Iterator[tuple[Dovecot, Daemon, Path]]:
     run = stack_root / "run"
     run.mkdir()
     os.chown(run, *mail_ids())
-    auth = Daemon(config, run, user=MAIL_USER).start()
-    dovecot = Dovecot(stack_root, config, auth_socket=auth.socket)
+    auth = start_auth(config, run, user=MAIL_USER)
+    dovecot = Dovecot(stack_root, config, auth_socket=auth.socket_path)
     try:
         with dovecot:
             try:
@@ -44,7 +46,7 @@ def stack(stack_root: Path) -> Iterator[tuple[Dovecot, Daemon, Path]]:
             finally:
                 print(dovecot.log_text(), auth.log_text())  # shown when a test fails
     finally:
-        status = auth.stop()
+        status = auth.close()
     log = auth.log_text()
     assert status == 0 and "Traceback" not in log and "ERROR" not in log, log
 
@@ -105,14 +107,24 @@ def test_imap_login_updates_last_login(stack):
     imap_login(dovecot, USER, PASSWORD).logout()
     password_file = mailboxes / USER / "password"
     os.utime(password_file, (86400 * 3, 86400 * 3))
-    # a failed login is not a login
+    today = layout.day_start(time.time())
+    # a failed login is not a login: after it, another account's login is recorded (the
+    # last-login path works and has had its turn), and this one's time is unchanged
     with pytest.raises(imaplib.IMAP4.error):
         imap_login(dovecot, USER, "wrong-password-x")
-    time.sleep(0.5)
+    other_file = mailboxes / OTHER / "password"
+    imap_login(dovecot, OTHER, PASSWORD).logout()
+    os.utime(other_file, (86400 * 3, 86400 * 3))  # created just now: move it back
+    imap_login(dovecot, OTHER, PASSWORD).logout()
+    wait_for_mtime(other_file, today)
     assert password_file.stat().st_mtime == 86400 * 3
     imap_login(dovecot, USER, PASSWORD).logout()
-    today = layout.day_start(time.time())
-    deadline = time.monotonic() + 15
-    while password_file.stat().st_mtime != today:
-        assert time.monotonic() < deadline, "last login was not recorded"
+    wait_for_mtime(password_file, today)
+
+
+def wait_for_mtime(path: Path, mtime: float, timeout: float = 15) -> None:
+    """Wait until `path` has the modification time `mtime` (a recorded last login)."""
+    deadline = time.monotonic() + timeout
+    while path.stat().st_mtime != mtime:
+        assert time.monotonic() < deadline, f"last login was not recorded in {path}"
         time.sleep(0.1)

@@ -7,7 +7,7 @@ import socket
 import time
 from pathlib import Path
 
-from auth.authtools import HELLO_AUTH, Daemon, exchange, passdb_lookup, userdb_lookup
+from auth.authtools import HELLO_AUTH, exchange, passdb_lookup, start_auth, userdb_lookup
 from chatmail_services.authsocket.hashing import verify_password
 
 PASSWORD = "s3cret-passw0rd"
@@ -29,13 +29,13 @@ def check_accounts(root: Path) -> int:
 def kill_round(config, tmp_path: Path, delay: float, names: list[str]) -> tuple[int, int]:
     """Start, fire first logins, SIGKILL after `delay`; return (homes, complete accounts)."""
     root = Path(config.chatmail.mailboxes_dir)
-    daemon = Daemon(config, tmp_path).start()
+    daemon = start_auth(config, tmp_path)
     socks = []
     try:
-        assert exchange(daemon.socket, HELLO_AUTH + userdb_lookup(names[0]), 1) == [b"N"]
+        assert exchange(daemon.socket_path, HELLO_AUTH + userdb_lookup(names[0]), 1) == [b"N"]
         for name in names:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            sock.connect(str(daemon.socket))
+            sock.connect(str(daemon.socket_path))
             sock.sendall(HELLO_AUTH + passdb_lookup(name, PASSWORD))
             socks.append(sock)
         time.sleep(delay)
@@ -43,17 +43,17 @@ def kill_round(config, tmp_path: Path, delay: float, names: list[str]) -> tuple[
     finally:
         for sock in socks:
             sock.close()
-        daemon.stop()
+        daemon.close()
     complete = check_accounts(root)
     homes = len(list(root.iterdir()))
     # after a restart every one of those first logins works and finds one complete account
-    daemon = Daemon(config, tmp_path).start()
+    daemon = start_auth(config, tmp_path)
     try:
         for name in names:
-            [reply] = exchange(daemon.socket, HELLO_AUTH + passdb_lookup(name, PASSWORD), 1)
+            [reply] = exchange(daemon.socket_path, HELLO_AUTH + passdb_lookup(name, PASSWORD), 1)
             assert reply.startswith(b"O"), reply
     finally:
-        assert daemon.stop() == 0
+        assert daemon.close() == 0
     assert check_accounts(root) == len(names)
     return homes, complete
 

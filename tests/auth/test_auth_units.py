@@ -6,7 +6,8 @@ import configparser
 import subprocess
 from pathlib import Path
 
-from auth.authtools import CHATMAIL_AUTH, REPO
+from auth.authtools import CHATMAIL_AUTH
+from harness import REPO
 
 UNITS = REPO / "systemd-units"
 

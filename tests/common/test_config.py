@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from harness import REPO
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -19,8 +20,6 @@ from chatmail_services.config import (
     parse_config,
     parse_size,
 )
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def test_defaults_match_the_spec():

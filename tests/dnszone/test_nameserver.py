@@ -1,4 +1,4 @@
-"""The test DNS server (tests/harness/nameserver.py): real nsd answers, set_zone, stop."""
+"""The test DNS server (testkit/harness/nameserver.py): real nsd answers, set_zone, stop."""
 
 from __future__ import annotations
 

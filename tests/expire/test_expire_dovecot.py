@@ -1,6 +1,6 @@
 """The reaper against mailboxes real Dovecot created: IMAP and Dovecot's quota agree after it.
 
-Dovecot (tests/harness) with the real auth responder behind it, socket-activated as in
+Dovecot (testkit/harness) with the real auth responder behind it, socket-activated as in
 production, creates the accounts on first IMAP login and records logins; mail arrives over
 LMTP and is read and moved over IMAP. Then `chatmail-expire --remove` runs as its unit says
 (as the mail user), its clock moved days ahead by libfaketime: the files keep Dovecot's real
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import imaplib
 import os
-import signal
 import smtplib
 import ssl
 import subprocess
@@ -22,9 +21,9 @@ from pathlib import Path
 
 import pytest
 from harness import MAIL_USER, VENV_BIN, mail_ids
+from harness.activation import ActivatedService
 from harness.dovecot import Dovecot
 from harness.fixtures import stack_config
-from harness.net import wait_for_unix
 from harness.units import UNITS_DIR, exec_start, read_unit
 
 from chatmail_services.config import Config
@@ -55,21 +54,16 @@ def live_relay(stack_root: Path) -> Iterator[Relay]:
         auth={"socket": socket, "mail_user": MAIL_USER},
         expire={"large_message_size": 20000},
     )
-    log = stack_root / "auth.log"
-    with log.open("wb") as out:
-        auth = subprocess.Popen(
-            ["setpriv", f"--reuid={MAIL_USER}", f"--regid={MAIL_USER}", "--init-groups", "--",
-             "systemd-socket-activate", "-l", str(socket), "-E", f"CHATMAIL_CONFIG={config.path}",
-             str(VENV_BIN / "chatmail-auth"), "serve"],
-            stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True,
-        )  # fmt: skip
-    try:
-        wait_for_unix(socket)
-        with Dovecot(stack_root, config, auth_socket=socket) as dovecot:
-            yield Relay(config, dovecot)
-    finally:
-        os.killpg(auth.pid, signal.SIGTERM)
-        auth.wait(timeout=30)
+    auth = ActivatedService(
+        [str(VENV_BIN / "chatmail-auth"), "serve"],
+        socket,
+        log_path=stack_root / "auth.log",
+        user=MAIL_USER,
+        env={"CHATMAIL_CONFIG": config.path},
+        cwd=run_dir,
+    )
+    with auth, Dovecot(stack_root, config, auth_socket=socket) as dovecot:
+        yield Relay(config, dovecot)
 
 
 def message(rcpt: str, n: int, body_size: int) -> bytes:

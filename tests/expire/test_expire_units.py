@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from harness import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 UNITS = REPO / "systemd-units"
 DOC = REPO / "docs" / "expire.md"
 EXE = str(Path(sys.executable).parent / "chatmail-expire")

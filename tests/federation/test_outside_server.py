@@ -25,7 +25,7 @@ from harness.messages import (
 
 pytestmark = pytest.mark.stack
 
-ENCRYPTED = "05-chat-text-alice-to-bob.eml"
+ENCRYPTED = "chat-text-alice-to-bob"
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from harness.messages import (
 
 pytestmark = pytest.mark.stack
 
-SECURE_JOIN_REQUEST = "07-legacy-vc-request-CLEARTEXT.eml"  # cleartext a relay lets through
+SECURE_JOIN_REQUEST = "legacy-vc-request-CLEARTEXT"  # cleartext a relay lets through
 
 
 @pytest.mark.parametrize(

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 from harness import stack_dir
+from harness.imap import Imap
 from harness.relay import LocalRelay
-from metadata.imaptools import Imap
 
 from chatmail_services import layout
 

@@ -23,9 +23,9 @@ from collections.abc import Iterator
 import pytest
 from harness import stack_dir
 from harness.coturn import Coturn
+from harness.imap import Imap
 from harness.messages import wait_until
 from harness.relay import LocalRelay, Ports
-from metadata.imaptools import Imap
 
 pytestmark = pytest.mark.stack
 

@@ -13,9 +13,9 @@ from collections.abc import Iterator
 import pytest
 from harness import stack_dir
 from harness.coturn import Coturn
+from harness.imap import Imap
 from harness.net import free_port
 from harness.relay import LocalRelay
-from metadata.imaptools import Imap
 from metadata.turnclient import allocate
 
 pytestmark = pytest.mark.stack

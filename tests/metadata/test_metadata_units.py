@@ -10,11 +10,11 @@ import subprocess
 import time
 from pathlib import Path
 
+from harness import REPO, VENV_BIN
 from package.unitfiles import stage_units, verify
 
-REPO = Path(__file__).resolve().parents[2]
 UNITS = REPO / "systemd-units"
-COMMAND = REPO / ".venv" / "bin" / "chatmail-metadata"
+COMMAND = VENV_BIN / "chatmail-metadata"
 
 
 def unit(name: str) -> configparser.ConfigParser:

@@ -11,10 +11,8 @@ import Milter
 import pytest
 from chatmail_services.milter.adapter import ChatmailMilter, Service
 from chatmail_services.milter.ratelimit import RateLimiter
+from harness.messages import ALICE, BOB, SWAKS_SAMPLE
 from Milter import testctx
-
-ALICE = "alice1234@chat.example"
-BOB = "bob123456@chat.example"
 
 
 def make_service(**overrides) -> Service:
@@ -90,10 +88,10 @@ def test_negotiates_away_every_step_it_does_not_use():
 
 def test_samples_accepted_and_cleartext_refused_with_523(samples):
     session = Session(make_service())
-    for sample in samples:
+    for sample in samples.values():
         session.ctx._setsymval("{auth_authen}", sample.sender)
         rc = session.send(sample.data, sample.sender, (sample.rcpt,))
-        if sample.name.startswith("00-"):
+        if sample.name == SWAKS_SAMPLE:
             assert rc == Milter.REJECT
             assert session.reply == ("523", "5.7.10", "Encryption Needed: Invalid Unencrypted Mail")
         else:
@@ -131,27 +129,37 @@ def test_from_header_mismatch_refused_550(build):
     assert session.reply == ("550", "5.7.1", "From header does not match sender")
 
 
-def test_incoming_cleartext_refused_and_forged_sender_reset(samples, build):
+def accept_reasons(caplog) -> list[str]:
+    """The rules that accepted, from the adapter's debug lines `<queue id>: accept: <reason>`."""
+    lines = [r.getMessage() for r in caplog.records if r.name == "chatmail.milter"]
+    return [line.split(": accept: ", 1)[1] for line in lines if ": accept: " in line]
+
+
+def test_incoming_cleartext_refused_and_forged_sender_reset(samples, build, caplog):
     session = Session(make_service(), login=None)
     assert session.send(build.plain_message(sender="x@other.example"), "x@other.example") == (
         Milter.REJECT
     )
     assert session.reply[0] == "523"
-    sample = samples[5]
-    assert session.send(sample.data, "bounce@lists.example", (sample.rcpt,)) == Milter.ACCEPT
+    sample = samples["chat-text-alice-to-bob"]
+    with caplog.at_level(logging.DEBUG, logger="chatmail.milter"):
+        assert session.send(sample.data, "bounce@lists.example", (sample.rcpt,)) == Milter.ACCEPT
+    assert accept_reasons(caplog) == ["encrypted; envelope sender reset"]
     assert session.ctx._envfromchanged
     assert session.ctx._sender == "<>"
 
 
-def test_incoming_cleartext_to_non_enforcing_recipient_accepted(build):
+def test_incoming_cleartext_to_non_enforcing_recipient_accepted(build, caplog):
     session = Session(make_service(enforces_encryption=lambda rcpt: False), login=None)
-    assert session.send(build.plain_message(sender="x@other.example"), "x@other.example") == (
-        Milter.ACCEPT
-    )
+    with caplog.at_level(logging.DEBUG, logger="chatmail.milter"):
+        assert session.send(build.plain_message(sender="x@other.example"), "x@other.example") == (
+            Milter.ACCEPT
+        )
+    assert accept_reasons(caplog) == ["cleartext to recipients not enforcing encryption"]
 
 
 def test_oversized_message_refused_552_while_body_arrives(samples):
-    sample = next(s for s in samples if s.name.startswith("16b"))
+    sample = samples["attachment-post-message-300k-5octet-SEIPD"]
     session = Session(make_service(max_message_size=100_000, spool_threshold=10_000))
     session.ctx._setsymval("{auth_authen}", sample.sender)
     rc = session.send(sample.data, sample.sender, (sample.rcpt,), stop_before_eom=True)
@@ -161,7 +169,7 @@ def test_oversized_message_refused_552_while_body_arrives(samples):
 
 
 def test_large_message_is_spooled_to_a_file_and_accepted(samples, tmp_path):
-    sample = next(s for s in samples if s.name.startswith("16b"))
+    sample = samples["attachment-post-message-300k-5octet-SEIPD"]
     session = Session(make_service(spool_threshold=50_000, spool_dir=str(tmp_path)))
     session.ctx._setsymval("{auth_authen}", sample.sender)
     rc = session.send(sample.data, sample.sender, (sample.rcpt,), stop_before_eom=True)
@@ -185,7 +193,7 @@ def test_internal_error_is_451_with_traceback_never_accept(build, caplog):
 
 
 def test_unusable_spool_dir_is_451(samples, tmp_path):
-    sample = next(s for s in samples if s.name.startswith("16b"))
+    sample = samples["attachment-post-message-300k-5octet-SEIPD"]
     service = make_service(spool_threshold=1000, spool_dir=str(tmp_path / "missing"))
     session = Session(service)
     session.ctx._setsymval("{auth_authen}", sample.sender)
@@ -211,7 +219,7 @@ def test_one_log_line_per_rejection_without_addresses(build, caplog):
 
 def test_state_is_reset_between_messages_of_one_connection(samples, build):
     session = Session(make_service())
-    sample = samples[5]
+    sample = samples["chat-text-alice-to-bob"]
     session.ctx._setsymval("{auth_authen}", sample.sender)
     assert session.send(sample.data, sample.sender, (sample.rcpt,)) == Milter.ACCEPT
     assert session.send(build.plain_message(sender=sample.sender), sample.sender) == Milter.REJECT
@@ -224,7 +232,8 @@ def test_adapter_and_check_agree(samples, value):
     """The adapter reconstructs the same message the policy sees from the file."""
     from chatmail_services.milter import mime, policy
 
-    sample = samples[5] if value == "multipart/encrypted" else samples[0]
+    name = "chat-text-alice-to-bob" if value == "multipart/encrypted" else SWAKS_SAMPLE
+    sample = samples[name]
     session = Session(make_service())
     session.ctx._setsymval("{auth_authen}", sample.sender)
     rc = session.send(sample.data, sample.sender, (sample.rcpt,))

@@ -1,17 +1,19 @@
-"""The real daemon: socket activation (systemd-socket-activate, fd:3) driven by miltertest,
+"""The real daemon: socket activation (the socket on fd 3) driven by miltertest,
 the `check` command, and the systemd units."""
 
 from __future__ import annotations
 
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 from chatmail_services.milter import mime
+from harness import REPO, VENV_BIN
+from harness.activation import ActivatedService
+from harness.messages import SWAKS_SAMPLE
 
-REPO = Path(__file__).resolve().parents[2]
-VENV_BIN = REPO / ".venv" / "bin"
+from chatmail_services.templating import TEMPLATES
+
 MILTER = str(VENV_BIN / "chatmail-milter")
 
 
@@ -71,31 +73,17 @@ def milter_config(make_config, tmp_path):
 
 
 def run_activated(config, tmp_path: Path, script: str) -> tuple[str, str]:
-    """Run the milter under systemd-socket-activate (it execs on the first connection)."""
-    socket = tmp_path / "act.sock"
-    log = (tmp_path / "milter.log").open("wb")
-    proc = subprocess.Popen(
-        [
-            "systemd-socket-activate",
-            "-l",
-            str(socket),
-            "--",
-            MILTER,
-            "--config",
-            config.path,
-            "serve",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
+    """Run the milter socket-activated (harness.activation: the socket on fd 3), drive it with
+    miltertest, stop it as systemd does; return miltertest's output and the milter's log."""
+    milter = ActivatedService(
+        [MILTER, "--config", config.path, "serve"],
+        tmp_path / "act.sock",
+        log_path=tmp_path / "milter.log",
         cwd=tmp_path,
     )
-    try:
-        for _ in range(100):
-            if socket.exists():
-                break
-            time.sleep(0.05)
+    with milter:  # __enter__ starts it
         lua = tmp_path / "t.lua"
-        lua.write_text(script.replace("@SOCKET@", str(socket)))
+        lua.write_text(script.replace("@SOCKET@", str(milter.socket_path)))
         result = subprocess.run(
             ["miltertest", "-s", str(lua)],
             capture_output=True,
@@ -104,31 +92,27 @@ def run_activated(config, tmp_path: Path, script: str) -> tuple[str, str]:
             cwd=tmp_path,
         )
         assert result.returncode == 0, result.stderr + result.stdout
-        # systemd stops the service with SIGTERM: a clean exit, status 0 (the activated
-        # process is the milter itself: systemd-socket-activate execs it)
-        proc.terminate()
-        assert proc.wait(timeout=10) == 0, (tmp_path / "milter.log").read_text()
-        return result.stdout, (tmp_path / "milter.log").read_text()
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            proc.wait(timeout=10)
-        log.close()
+        # systemd stops the service with SIGTERM: a clean exit, status 0 (the process is the
+        # milter itself: the wrapper execs it)
+        assert milter.stop() == 0, milter.log_text()
+    return result.stdout, milter.log_text()
 
 
 def test_socket_activated_daemon_with_miltertest(milter_config, samples, build, tmp_path):
     messages = []
-    encrypted = samples[5]
+    encrypted = samples["chat-text-alice-to-bob"]
+    plain = samples["swaks-plaintext-not-deltachat"]
+    secure_join = samples["legacy-vc-request-CLEARTEXT"]
     for name, data, sender, login, rcpt in [
         ("enc", encrypted.data, encrypted.sender, encrypted.sender, "bob123456@chat.localhost"),
         (
             "plain",
-            samples[0].data,
+            plain.data,
             "swakstest@chat.localhost",
             "swakstest@chat.localhost",
             "bob123456@chat.localhost",
         ),
-        ("sj", samples[7].data, samples[7].sender, samples[7].sender, samples[7].rcpt),
+        ("sj", secure_join.data, secure_join.sender, secure_join.sender, secure_join.rcpt),
         (
             "in-plain",
             build.plain_message(sender="x@other.example", to="b"),
@@ -224,12 +208,12 @@ def run_check(config, *args: str) -> subprocess.CompletedProcess:
 
 
 def test_check_command_prints_verdict_and_exit_status(milter_config, samples, tmp_path):
-    sample = samples[5]
+    sample = samples["chat-text-alice-to-bob"]
     path = tmp_path / "m.eml"
     path.write_bytes(sample.data)
     ok = run_check(milter_config, "--sender", sample.sender, "--rcpt", sample.rcpt, str(path))
     assert (ok.returncode, ok.stdout) == (0, "accept\n")
-    path.write_bytes(samples[0].data)
+    path.write_bytes(samples[SWAKS_SAMPLE].data)
     bad = run_check(
         milter_config,
         "--sender",
@@ -245,7 +229,7 @@ def test_check_command_prints_verdict_and_exit_status(milter_config, samples, tm
 
 def test_check_command_incoming_uses_the_account_marker(milter_config, samples, tmp_path):
     path = tmp_path / "m.eml"
-    path.write_bytes(samples[0].data)
+    path.write_bytes(samples[SWAKS_SAMPLE].data)
     enforced = run_check(
         milter_config,
         "--incoming",
@@ -269,16 +253,18 @@ def test_check_command_incoming_uses_the_account_marker(milter_config, samples, 
         str(path),
     )
     assert (open_box.returncode, open_box.stdout) == (0, "accept\n")
+    assert "reason: cleartext to recipients not enforcing encryption" in open_box.stderr
     assert "envelope sender would be changed to <>" in open_box.stderr
 
 
 def test_check_command_login_mismatch_and_unreadable_file(milter_config, samples, tmp_path):
     path = tmp_path / "m.eml"
-    path.write_bytes(samples[5].data)
+    encrypted = samples["chat-text-alice-to-bob"]
+    path.write_bytes(encrypted.data)
     result = run_check(
         milter_config,
         "--sender",
-        samples[5].sender,
+        encrypted.sender,
         "--login",
         "other1234@chat.localhost",
         "--rcpt",
@@ -320,7 +306,7 @@ def test_units_pass_systemd_analyze_verify(tmp_path):
 def test_units_wiring_matches_postfix_template_and_sandbox():
     socket = (UNITS / "chatmail-milter.socket").read_text()
     service = (UNITS / "chatmail-milter.service").read_text()
-    main_cf = (REPO / "chatmail_services" / "templates" / "postfix" / "main.cf").read_text()
+    main_cf = (TEMPLATES / "postfix" / "main.cf").read_text()
     assert "ListenStream=/var/spool/postfix/chatmail/milter.sock" in socket
     assert "smtpd_milters = unix:chatmail/milter.sock" in main_cf
     assert "milter_default_action = tempfail" in main_cf

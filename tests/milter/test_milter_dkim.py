@@ -21,18 +21,15 @@ from chatmail_services.milter.cli import service_from_config
 from chatmail_services.milter.dkimsign import Signer, header_list
 from chatmail_services.milter.dkimverify import KeyCache, KeyLookup, Verifier, make_verifier
 from chatmail_services.milter.ratelimit import RateLimiter
-from harness import MAIL_USER
+from harness import MAIL_USER, VENV_BIN
 from harness.fixtures import session_dkim_key
+from harness.messages import ALICE, BOB, DOMAIN
 from Milter import testctx
 
 from chatmail_services import dkimkey
 from chatmail_services.dnsquery import DnsTemporaryError
 
-REPO = Path(__file__).resolve().parents[2]
-MILTER = str(REPO / ".venv" / "bin" / "chatmail-milter")
-DOMAIN = "chat.example"
-ALICE = f"alice1234@{DOMAIN}"
-BOB = f"bob123456@{DOMAIN}"
+MILTER = str(VENV_BIN / "chatmail-milter")
 KEY_NAME = f"chatmail._domainkey.{DOMAIN}."
 
 
@@ -407,6 +404,7 @@ def test_signing_failure_is_451(build, secure_join):
 # -- real DNS (nsd on loopback) --
 
 
+@pytest.mark.stack  # starts nsd, like the other tests of a real name server
 def test_key_lookup_through_a_real_nameserver(signer, tmp_path, make_config):
     from harness.nameserver import NameServer
 

@@ -7,10 +7,9 @@ from dataclasses import dataclass
 
 import pytest
 from chatmail_services.milter import mime, openpgp, policy
+from harness.messages import ALICE
 from hypothesis import given
 from hypothesis import strategies as st
-
-ALICE = "alice1234@chat.example"
 
 
 def test_parse_content_type():

@@ -7,9 +7,7 @@ import base64
 import pytest
 from chatmail_services.milter import mime, policy
 from chatmail_services.milter.policy import Envelope, decide
-
-ALICE = "alice1234@chat.example"
-BOB = "bob123456@chat.example"
+from harness.messages import ALICE, BOB, SWAKS_SAMPLE, deltachat_samples
 
 
 def outgoing(data: bytes, sender=ALICE, rcpts=(BOB,), login=None) -> policy.Verdict:
@@ -24,6 +22,22 @@ def incoming(data: bytes, sender="x@other.example", rcpts=(BOB,), enforced=True)
 
 def assert_523(verdict: policy.Verdict) -> None:
     assert verdict.describe() == "reject 523 5.7.10 Encryption Needed: Invalid Unencrypted Mail"
+
+
+def assert_accepted(
+    verdict: policy.Verdict, reason: str, chgfrom: str | None = None, context: object = None
+) -> None:
+    """Accepted, and by the rule named `reason` (not by some other exemption)."""
+    actual = (verdict.action, verdict.reason, verdict.chgfrom)
+    assert actual == ("accept", reason, chgfrom), (context, verdict.describe())
+
+
+# the legacy Secure-Join requests are the only samples in cleartext (see the samples' README)
+CLEARTEXT_SAMPLES = ("legacy-vc-request-CLEARTEXT", "legacy-vg-request-CLEARTEXT")
+
+
+def expected_reason(name: str) -> str:
+    return "Secure-Join request" if name in CLEARTEXT_SAMPLES else "encrypted"
 
 
 @pytest.fixture(scope="module")
@@ -41,26 +55,28 @@ def packets(gpg_armor, build):
 
 def test_every_deltachat_sample_but_the_swaks_one_is_accepted(samples):
     names = []
-    for sample in samples:
+    for sample in samples.values():
         verdict = outgoing(sample.data, sample.sender, (sample.rcpt,))
-        if sample.name.startswith("00-"):
+        if sample.name == SWAKS_SAMPLE:
             assert_523(verdict)
         else:
-            assert verdict.accepted, (sample.name, verdict.reason)
+            # which rule accepted: encryption, except the legacy cleartext Secure-Join requests
+            assert_accepted(verdict, expected_reason(sample.name), context=sample.name)
             names.append(sample.name)
     assert len(names) == 21
 
 
 def test_samples_are_accepted_incoming_too(samples):
-    for sample in samples[1:]:
+    for sample in deltachat_samples():
         verdict = incoming(sample.data, sample.sender, (sample.rcpt,))
-        assert verdict.accepted, (sample.name, verdict.reason)
+        assert_accepted(verdict, expected_reason(sample.name), context=sample.name)
         assert verdict.chgfrom is None
-    assert_523(incoming(samples[0].data, samples[0].sender, (samples[0].rcpt,)))
+    swaks = samples[SWAKS_SAMPLE]
+    assert_523(incoming(swaks.data, swaks.sender, (swaks.rcpt,)))
 
 
 def test_samples_are_refused_with_lf_line_endings(samples):
-    sample = samples[5]
+    sample = samples["chat-text-alice-to-bob"]
     assert_523(outgoing(sample.data.replace(b"\r\n", b"\n"), sample.sender, (sample.rcpt,)))
 
 
@@ -69,7 +85,7 @@ def test_samples_are_refused_with_lf_line_endings(samples):
 
 def test_gnupg_message_as_emitted_is_accepted(gpg_armor, build):
     armored = gpg_armor.replace("\n", "\r\n")
-    assert outgoing(build.encrypted_message(armored)).accepted
+    assert_accepted(outgoing(build.encrypted_message(armored)), "encrypted")
 
 
 @pytest.mark.parametrize("shape", ["legacy", "new", "partial"])
@@ -78,30 +94,31 @@ def test_gnupg_message_rewritten_is_accepted_and_still_decrypts(gpg, packets, bu
     assert gpg.decrypt_payload(payload).startswith(b"Hello Bob")
     for crc in (True, False):
         verdict = outgoing(build.encrypted_message(build.armor(payload, crc=crc)))
-        assert verdict.accepted, (shape, crc, verdict.reason)
+        assert_accepted(verdict, "encrypted", context=(shape, crc))
 
 
 def test_gnupg_large_message_uses_partial_lengths_and_is_accepted(gpg, build):
     text = gpg.encrypt("x" * 200_000)
     payload = build.dearmor_gpg(text)
-    assert outgoing(build.encrypted_message(text.replace("\n", "\r\n"))).accepted
+    assert_accepted(outgoing(build.encrypted_message(text.replace("\n", "\r\n"))), "encrypted")
     partial = build.serialize(build.parse_packets(payload), "partial")
     assert gpg.decrypt_payload(partial) == b"x" * 200_000
-    assert outgoing(build.encrypted_message(build.armor(partial))).accepted
+    assert_accepted(outgoing(build.encrypted_message(build.armor(partial))), "encrypted")
 
 
 def test_symmetric_only_message_like_securejoin_v3_is_accepted(gpg, build):
     text = gpg.encrypt("vc-request-pubkey", symmetric="qr-code-secret")
     payload = build.dearmor_gpg(text)
     assert [p.tag for p in build.parse_packets(payload)] == [3, 18]
-    assert outgoing(build.encrypted_message(build.armor(payload))).accepted
+    assert_accepted(outgoing(build.encrypted_message(build.armor(payload))), "encrypted")
 
 
 def test_incoming_armor_headers_version_and_comment(packets, build):
     payload = build.serialize(packets, "new")
     armored = build.armor(payload, headers=("Version: GnuPG v2", "Comment: provider"))
     message = build.encrypted_message(armored)
-    assert incoming(message).accepted
+    # the envelope sender (x@other.example) is not the From address: reset, as for forwards
+    assert_accepted(incoming(message), "encrypted; envelope sender reset", "<>")
     assert_523(outgoing(message))  # outgoing armor has no headers
     other = build.encrypted_message(build.armor(payload, headers=("Hash: SHA256",)))
     assert_523(incoming(other))
@@ -171,7 +188,7 @@ def test_bypass_trailing_packet_after_seipd(packets, build):
 
 def test_bypass_lf_only_line_endings(packets, build):
     message = build.encrypted_message(build.armor(build.serialize(packets, "new")))
-    assert outgoing(message).accepted
+    assert_accepted(outgoing(message), "encrypted")
     assert_523(outgoing(message.replace(b"\r\n", b"\n")))
     # LF only inside the armor
     head, sep, rest = message.partition(b"-----BEGIN PGP MESSAGE-----\r\n")
@@ -213,7 +230,7 @@ def test_bypass_legacy_indeterminate_length(packets, build):
     indeterminate = bytes([0x87]) + first[2:]
     payload = indeterminate + build.serialize(pkesk[1:], "legacy") + seipd
     assert_523(outgoing(build.encrypted_message(build.armor(payload))))
-    assert outgoing(build.encrypted_message(build.armor(first + seipd))).accepted
+    assert_accepted(outgoing(build.encrypted_message(build.armor(first + seipd))), "encrypted")
 
 
 def test_bypass_bad_checksum_and_checksum_not_last(packets, build):
@@ -248,7 +265,7 @@ def test_base64_transfer_encoded_armor_is_decoded_and_accepted(packets, build):
     message = build.encrypted_message(encoded)
     head, sep, rest = message.partition(b'encrypted.asc";\r\n')
     rest = rest.replace(b"Content-Transfer-Encoding: 7bit", b"Content-Transfer-Encoding: base64", 1)
-    assert outgoing(head + sep + rest).accepted
+    assert_accepted(outgoing(head + sep + rest), "encrypted")
 
 
 # -- Secure-Join, Autocrypt Setup Message, From and login rules --
@@ -256,9 +273,13 @@ def test_base64_transfer_encoded_armor_is_decoded_and_accepted(packets, build):
 
 @pytest.mark.parametrize("kind", ["vc-request", "vg-request"])
 def test_secure_join_request_accepted_exactly(build, kind):
-    assert outgoing(build.secure_join_message(kind, f"Secure-Join: {kind}")).accepted
-    assert outgoing(build.secure_join_message(kind, f"  SECURE-JOIN: {kind.upper()} ")).accepted
-    assert incoming(build.secure_join_message(kind, f"Secure-Join: {kind}")).accepted
+    exact = build.secure_join_message(kind, f"Secure-Join: {kind}")
+    assert_accepted(outgoing(exact), "Secure-Join request")
+    spaced = build.secure_join_message(kind, f"  SECURE-JOIN: {kind.upper()} ")
+    assert_accepted(outgoing(spaced), "Secure-Join request")
+    reset = "Secure-Join request; envelope sender reset"  # From is not x@other.example
+    assert_accepted(incoming(exact), reset, "<>")
+    assert_accepted(incoming(exact, sender=ALICE), "Secure-Join request")
 
 
 @pytest.mark.parametrize(
@@ -299,8 +320,9 @@ def setup_message(sender=ALICE, subject="Autocrypt Setup Message") -> bytes:
 
 
 def test_autocrypt_setup_message_only_to_self():
-    assert outgoing(setup_message(), rcpts=(ALICE,)).accepted
-    assert outgoing(setup_message(), rcpts=(ALICE.upper(),)).accepted
+    assert_accepted(outgoing(setup_message(), rcpts=(ALICE,)), "Autocrypt Setup Message to self")
+    upper = outgoing(setup_message(), rcpts=(ALICE.upper(),))
+    assert_accepted(upper, "Autocrypt Setup Message to self")
     assert_523(outgoing(setup_message(), rcpts=(BOB,)))
     assert_523(outgoing(setup_message(), rcpts=(ALICE, BOB)))
     assert_523(outgoing(setup_message(subject="Autocrypt Setup Message 2"), rcpts=(ALICE,)))
@@ -308,10 +330,10 @@ def test_autocrypt_setup_message_only_to_self():
 
 
 def test_from_header_must_match_envelope_sender(samples):
-    sample = samples[5]
+    sample = samples["chat-text-alice-to-bob"]
     verdict = outgoing(sample.data, "mallory12@chat.localhost", (sample.rcpt,))
     assert verdict.describe() == "reject 550 5.7.1 From header does not match sender"
-    assert outgoing(sample.data, sample.sender.upper(), (sample.rcpt,)).accepted
+    assert_accepted(outgoing(sample.data, sample.sender.upper(), (sample.rcpt,)), "encrypted")
 
 
 @pytest.mark.parametrize(
@@ -336,14 +358,14 @@ def test_from_header_with_display_name_and_comment_accepted(build):
         b"From: <alice1234@chat.example>",
         b'From: "Alice (the real one)" <Alice1234@Chat.Example> (comment)',
     )
-    assert outgoing(message).accepted
+    assert_accepted(outgoing(message), "Secure-Join request")
 
 
 def test_envelope_sender_must_be_login(build):
     message = build.secure_join_message()
     verdict = outgoing(message, login="bob123456@chat.example")
     assert verdict.describe() == "reject 550 5.7.1 Sender address does not match login"
-    assert outgoing(message, login=ALICE.upper()).accepted
+    assert_accepted(outgoing(message, login=ALICE.upper()), "Secure-Join request")
     assert outgoing(message, sender="", login=ALICE).code == "550"
 
 
@@ -360,7 +382,7 @@ def report_message(auto="auto-replied", sender="MAILER-DAEMON@other.example", ct
 
 
 def test_incoming_delivery_report_accepted_only_exactly():
-    assert incoming(report_message(), sender="").accepted
+    assert_accepted(incoming(report_message(), sender=""), "delivery report")
     assert_523(incoming(report_message(auto="no"), sender=""))
     assert_523(incoming(report_message(auto=None), sender=""))
     assert_523(incoming(report_message(sender="postmaster@other.example"), sender=""))
@@ -372,7 +394,7 @@ def test_incoming_cleartext_refused_only_for_enforcing_recipients(build):
     plain = build.plain_message(sender="x@other.example")
     assert_523(incoming(plain, enforced=True))
     verdict = incoming(plain, sender="x@other.example", enforced=False)
-    assert verdict.accepted
+    assert_accepted(verdict, "cleartext to recipients not enforcing encryption")
     assert verdict.chgfrom is None
     env = Envelope("x@other.example", ("a@chat.example", "b@chat.example"), None)
     verdict = decide(mime.parse_message(plain), env, lambda rcpt: rcpt.startswith("b"))
@@ -382,7 +404,7 @@ def test_incoming_cleartext_refused_only_for_enforcing_recipients(build):
 def test_incoming_from_mismatch_resets_envelope_sender(packets, build):
     message = build.encrypted_message(build.armor(build.serialize(packets, "new")))
     verdict = incoming(message, sender="bounces+123@lists.example")
-    assert verdict.accepted
+    assert_accepted(verdict, "encrypted; envelope sender reset", "<>")
     assert verdict.chgfrom == "<>"
     assert incoming(message, sender=ALICE.upper()).chgfrom is None
     assert incoming(message, sender="").chgfrom is None

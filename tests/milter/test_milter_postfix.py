@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import smtplib
 import threading
-import time
 
 import pytest
 from harness.milterstack import ALICE, BOB, CAROL, MilterStack
@@ -104,7 +103,10 @@ def test_restart_while_socket_is_held_loses_nothing(stack, build, gpg):
 
     sender = threading.Thread(target=send)
     sender.start()
-    time.sleep(1.5)
+    # the submission really waits: Postfix's connection to the milter is queued in the socket
+    assert stack.milter.wait_for_queued_connection(30), stack.postfix.log_text()[-3000:]
+    assert sender.is_alive() and not errors, errors
+    assert len(list((stack.mailboxes / BOB / "new").glob("*"))) == before
     stack.milter.start()
     sender.join(60)
     assert not errors, errors

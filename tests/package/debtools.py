@@ -21,9 +21,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from harness import REPO
 from harness.container import run
 
-REPO = Path(__file__).resolve().parents[2]
 PACKAGE = "chatmail-services"
 LOCK_PATH = Path("/run/lock/chatmail-services-package-test.lock")
 

@@ -7,9 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from harness import REPO
+
 from chatmail_services.config import SECTIONS, option_docs, parse_config
 
-REPO = Path(__file__).resolve().parents[2]
 SHIPPED = REPO / "debian" / "chatmail.ini"
 MAN = REPO / "docs" / "man" / "chatmail.ini.5"
 GENERATOR = REPO / "scripts" / "gen-chatmail-ini.py"

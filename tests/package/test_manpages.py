@@ -8,12 +8,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from harness import REPO, VENV_BIN
 
 from chatmail_services.config import option_docs
 
-REPO = Path(__file__).resolve().parents[2]
 MAN = REPO / "docs" / "man"
-VENV_BIN = REPO / ".venv" / "bin"
 PAGES = [
     "chatmail-auth.8",
     "chatmail-milter.8",

@@ -1,6 +1,6 @@
 """The package under real systemd: Debian 12 booted in a container, the .deb installed with apt.
 
-The module boots one container (tests/harness/container.py; its root is cached) and checks, in
+The module boots one container (testkit/harness/container.py; its root is cached) and checks, in
 order, what an admin's installation goes through: the package without Postfix (a Recommends),
 then the mail stack, the sockets and the timer, the services started on first use inside
 their real sandboxes, their online exposure, stopping, a drop-in from docs/admin.md, and last

@@ -8,9 +8,9 @@ import shutil
 import subprocess
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+from harness import REPO, VENV_BIN
+
 UNITS = REPO / "systemd-units"
-VENV_BIN = REPO / ".venv" / "bin"
 _OUR_BINARY = re.compile(r"/usr/bin/(chatmail-(?:auth|milter|expire|metadata|web))\b")
 
 

@@ -1,14 +1,17 @@
 """The production rendering (`chatmail-setup --out`) is accepted by Postfix's and Dovecot's
-parsers."""
+parsers (postconf and doveconf of the installed Postfix and Dovecot: marked `stack`)."""
 
 from __future__ import annotations
 
 import subprocess
 from pathlib import Path
 
+import pytest
 from harness import MAIL_USER, VENV_BIN
 
 SNAKEOIL = ("/etc/ssl/certs/ssl-cert-snakeoil.pem", "/etc/ssl/private/ssl-cert-snakeoil.key")
+
+pytestmark = pytest.mark.stack
 
 
 def test_production_configs_parse(tmp_path: Path, make_config):

@@ -16,11 +16,9 @@ from . import MAIL_USER, VENV_BIN, mail_ids
 from .activation import ActivatedService
 from .dovecot import Dovecot
 from .fixtures import stack_config
+from .messages import ALICE, BOB, DOMAIN
 from .postfix import Postfix
 
-DOMAIN = "chat.example"
-ALICE = f"alice1234@{DOMAIN}"
-BOB = f"bob123456@{DOMAIN}"
 CAROL = f"carol1234@{DOMAIN}"  # switched incoming enforcement off: cleartext may reach her
 PASSWORD = "password-of-test"
 

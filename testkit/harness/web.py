@@ -1,5 +1,5 @@
 """The relay's web face on loopback: chatmail-web as its units describe it, the pages that
-`chatmail-web site` writes, and a private nginx in front (tests/harness/nginx.py)."""
+`chatmail-web site` writes, and a private nginx in front (testkit/harness/nginx.py)."""
 
 from __future__ import annotations
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import grp
 import os
 import pwd
+import select
 import signal
 import socket
 import subprocess
@@ -48,6 +49,7 @@ class ActivatedService:
         self.env = {**os.environ, **(env or {})}
         self.cwd = cwd or self.log_path.parent
         self.process: subprocess.Popen[bytes] | None = None
+        self.returncode: int | None = None  # the last process's exit status
         self.socket_path.parent.mkdir(parents=True, exist_ok=True)
         if self.socket_path.exists() or self.socket_path.is_symlink():
             self.socket_path.unlink()
@@ -71,6 +73,9 @@ class ActivatedService:
         return self.process is not None and self.process.poll() is None
 
     def start(self) -> ActivatedService:
+        """Start the process (not when one runs already: `with service:` starts it too)."""
+        if self.alive:
+            raise RuntimeError(f"{self.argv[0]} runs already (pid {self.pid})")
         fd = self.listener.fileno()
         script = ("" if fd == 3 else _MOVE_TO_FD3.format(fd=fd)) + _WRAPPER
         command = ["bash", "-c", script, "bash", *self.argv]
@@ -97,36 +102,48 @@ class ActivatedService:
         return self
 
     def stop(self, timeout: float = 10.0) -> int | None:
-        """SIGTERM, then SIGKILL after timeout; return the exit status."""
-        if not self.process:
-            return None
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        status = self.process.returncode
-        self.process = None
-        return status
+        """SIGTERM, then SIGKILL after timeout; return the exit status (of the last process,
+        if it was stopped already)."""
+        if self.process:
+            if self.process.poll() is None:
+                self.process.send_signal(signal.SIGTERM)
+                try:
+                    self.process.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    self.process.kill()
+                    self.process.wait()
+            self.returncode = self.process.returncode
+            self.process = None
+        return self.returncode
 
     def kill(self) -> None:
+        """SIGKILL; the socket stays (connections wait for the next start)."""
         if self.process and self.process.poll() is None:
             self.process.kill()
             self.process.wait()
+        if self.process:
+            self.returncode = self.process.returncode
         self.process = None
+
+    def wait_for_queued_connection(self, timeout: float = 30.0) -> bool:
+        """Whether a client's connection waits in the held socket's queue (not yet accepted)
+        within `timeout` seconds; the connection stays queued."""
+        readable, _, _ = select.select([self.listener], [], [], timeout)
+        return bool(readable)
 
     def restart(self) -> ActivatedService:
         self.stop()
         return self.start()
 
-    def close(self) -> None:
-        """Stop the service and close (and remove) the socket."""
-        self.stop()
-        self.listener.close()
-        if self.socket_path.exists():
-            self.socket_path.unlink()
+    def close(self) -> int | None:
+        """Stop the service and close (and remove) the socket, as stopping the .socket unit
+        does: connections still queued are refused. Returns the exit status."""
+        status = self.stop()
+        if self.listener.fileno() != -1:
+            self.listener.close()
+            if self.socket_path.exists():
+                self.socket_path.unlink()
+        return status
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
