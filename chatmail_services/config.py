@@ -527,6 +527,12 @@ class WebSection:
         "",
         "IMAP and SMTP host named in that `dclogin_url` (default: mail_domain)",
     )
+    login_imaps_port: int = _opt(
+        _int_range(1, 65535), "993", "IMAP (implicit TLS) port named in that `dclogin_url`"
+    )
+    login_smtps_port: int = _opt(
+        _int_range(1, 65535), "465", "SMTP submission (implicit TLS) port named in it"
+    )
     operator_contact: str = _opt(
         _optional_email,
         "",

@@ -59,8 +59,22 @@ def client_instructions(relay: LocalRelay) -> str:
             "  certificate checks: accept invalid certificates (the certificate is self-signed).",
             "or scan / paste this login QR:",
             f"  {relay.dclogin_uri(addr, password)}",
+            *web_instructions(relay),
         ]
     )
+
+
+def web_instructions(relay: LocalRelay) -> list[str]:
+    """Where the relay's pages and /new are (nginx on loopback, a self-signed certificate)."""
+    if relay.web is None:
+        return []
+    base = f"https://{relay.address}:{relay.web.nginx.https_port}"
+    return [
+        "",
+        f"web: {base}/ (the home page with the account QR code; accept the certificate)",
+        f"  new accounts: curl -k -X POST {base}/new  (JSON with a dclogin_url for Delta Chat)",
+        f"  (the QR code names https://{relay.domain}/new, which only a real relay serves)",
+    ]
 
 
 # Options the local relay sets itself (its sockets, Maildirs, key and queue live under --state):
@@ -74,6 +88,11 @@ RELAY_OWNED = {
     ("dkim", "resolver"),
     ("metadata", "socket"),
     ("metadata", "queue_dir"),
+    ("web", "socket"),
+    ("web", "root"),
+    ("web", "login_host"),
+    ("web", "login_imaps_port"),
+    ("web", "login_smtps_port"),
 }
 
 # The common options, as flags: (flag, section, key, help).
@@ -104,6 +123,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--smtps-port", type=int, default=2465)
     parser.add_argument("--imap-port", type=int, default=2143)
     parser.add_argument("--imaps-port", type=int, default=2993)
+    parser.add_argument("--http-port", type=int, default=2080, help="the web pages (redirect)")
+    parser.add_argument("--https-port", type=int, default=2443, help="the web pages and /new")
     parser.add_argument(
         "--address",
         default="127.0.0.1",
@@ -156,10 +177,9 @@ def config_sections(args: argparse.Namespace) -> dict[str, dict[str, object]]:
     return sections
 
 
-def check_ports_free(address: str, ports: Ports) -> None:
+def check_ports_free(address: str, ports: list[tuple[str, int]]) -> None:
     """Refuse to start when a port is taken, naming the port and its option."""
-    for option in ("smtp", "submission", "smtps", "imap", "imaps"):
-        port = getattr(ports, option)
+    for option, port in ports:
         with socket.socket() as sock:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
@@ -178,6 +198,7 @@ def log_locations(relay: LocalRelay) -> str:
             f"  services  {relay.logs}/chatmail-*.log",
             f"  Postfix   {relay.postfix.log_path}",
             f"  Dovecot   {relay.dovecot.log_path}",
+            f"  nginx     {relay.web.nginx.dir} (no access log)" if relay.web else "",
         ]
     )
 
@@ -193,7 +214,11 @@ def run(args: argparse.Namespace) -> int:
         imap=args.imap_port,
         imaps=args.imaps_port,
     )
-    check_ports_free(args.address, ports)
+    check_ports_free(
+        args.address,
+        [(name, getattr(ports, name)) for name in ("smtp", "submission", "smtps", "imap", "imaps")]
+        + [("http", args.http_port), ("https", args.https_port)],
+    )
     args.state.mkdir(parents=True, exist_ok=True)
     args.state.chmod(0o755)
     stop = threading.Event()
@@ -206,6 +231,8 @@ def run(args: argparse.Namespace) -> int:
             ports=ports,
             address=args.address,
             config_sections=sections,
+            web=True,
+            web_ports=(args.http_port, args.https_port),
         )
     except ConfigError as exc:
         raise UsageError(str(exc)) from None

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import urllib.parse
 
-IMAPS_PORT = 993
-SMTPS_PORT = 465
 IC_ACCEPT_INVALID = "3"
 
 
@@ -19,8 +17,8 @@ def dclogin_url(
     host: str,
     *,
     accept_invalid_cert: bool,
-    imap_port: int = IMAPS_PORT,
-    smtp_port: int = SMTPS_PORT,
+    imap_port: int,
+    smtp_port: int,
 ) -> str:
     """The login URL for `addr` on `host` (IMAP and SMTP over implicit TLS)."""
     params = {

@@ -33,6 +33,8 @@ class Settings:
     password_min_length: int
     self_signed: bool
     login_host: str
+    login_imaps_port: int
+    login_smtps_port: int
 
 
 def settings_from_config(config: Config) -> Settings:
@@ -42,6 +44,8 @@ def settings_from_config(config: Config) -> Settings:
         password_min_length=config.auth.password_min_length,
         self_signed=config.tls.self_signed,
         login_host=config.web.login_host or config.chatmail.mail_domain,
+        login_imaps_port=config.web.login_imaps_port,
+        login_smtps_port=config.web.login_smtps_port,
     )
 
 
@@ -57,7 +61,12 @@ def new_account(settings: Settings) -> dict[str, str]:
     )
     if settings.self_signed:
         answer["dclogin_url"] = dclogin_url(
-            answer["email"], answer["password"], settings.login_host, accept_invalid_cert=True
+            answer["email"],
+            answer["password"],
+            settings.login_host,
+            accept_invalid_cert=True,
+            imap_port=settings.login_imaps_port,
+            smtp_port=settings.login_smtps_port,
         )
     return answer
 

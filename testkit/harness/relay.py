@@ -72,11 +72,13 @@ class LocalRelay:
         nameserver: tuple[str, int] | None = None,
         ca: TestCA | None = None,
         web: bool = False,
+        web_ports: tuple[int, int] | None = None,
     ) -> None:
         """`address`: the loopback address of all its servers (not 127.0.0.1: standard ports
         unless `ports` says otherwise); `nameserver`: (ip, 53) of the test DNS server that
         Postfix and the milter ask; `ca`: issues the relay's certificate, and outgoing TLS
-        trusts it (instead of the system's CAs); `web`: chatmail-web and the pages behind
+        trusts it (instead of the system's CAs); `web_ports`: nginx's (http, https) ports;
+        `web`: chatmail-web and the pages behind
         nginx (`self.web`, on free ports: a system nginx on *:80 and *:443 stays alone; the
         `dclogin_url` of its /new names IMAP 993 and SMTP 465, so use it with the standard
         ports)."""
@@ -97,8 +99,19 @@ class LocalRelay:
             "dns": {"ipv4": address},  # the A record chatmail-dns prints
             "metadata": {"socket": self.metadata_socket},
         }
+        # every port known now: /new names the IMAP and SMTP ones in its dclogin_url
+        ports = Ports(
+            **{
+                name: getattr(ports, name) or free_port(address)
+                for name in ("smtp", "submission", "smtps", "imap", "imaps")
+            }
+        )
         if web:  # without a CA the certificate is self-signed: /new adds a dclogin_url
-            sections["web"] = {"login_host": address}
+            sections["web"] = {
+                "login_host": address,
+                "login_imaps_port": ports.imaps,
+                "login_smtps_port": ports.smtps,
+            }
             sections["tls"] = {"self_signed": "no" if ca else "yes"}
         if nameserver is not None:
             sections["dkim"]["resolver"] = f"{nameserver[0]}:{nameserver[1]}"
@@ -152,8 +165,8 @@ class LocalRelay:
                 self.config,
                 address=address,
                 tls=tls or self_signed_cert(self.root, domain),
-                http_port=free_port(address),
-                https_port=free_port(address),
+                http_port=web_ports[0] if web_ports else free_port(address),
+                https_port=web_ports[1] if web_ports else free_port(address),
             )
 
     @property

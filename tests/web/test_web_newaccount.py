@@ -78,9 +78,13 @@ def test_self_signed_adds_a_dclogin_url(make_config):
         "ss": "ssl",
         "ic": "3",
     }
-    config = make_config(tls={"self_signed": "yes"}, web={"login_host": "127.0.0.22"})
+    config = make_config(
+        tls={"self_signed": "yes"},
+        web={"login_host": "127.0.0.22", "login_imaps_port": 2993, "login_smtps_port": 2465},
+    )
     _addr, params = parse_dclogin(new_account(settings_from_config(config))["dclogin_url"])
     assert params["ih"] == params["sh"] == "127.0.0.22"
+    assert (params["ip"], params["sp"]) == ("2993", "2465")
 
 
 @given(
@@ -88,13 +92,17 @@ def test_self_signed_adds_a_dclogin_url(make_config):
     password=st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), min_size=1),
     host=st.from_regex(r"[a-z0-9]([a-z0-9-]{0,20}[a-z0-9])?(\.[a-z]{2,5})?", fullmatch=True),
     invalid=st.booleans(),
+    ports=st.tuples(st.integers(1, 65535), st.integers(1, 65535)),
 )
-def test_dclogin_round_trip(addr, password, host, invalid):
-    url = dclogin_url(addr, password, host, accept_invalid_cert=invalid)
+def test_dclogin_round_trip(addr, password, host, invalid, ports):
+    url = dclogin_url(
+        addr, password, host, accept_invalid_cert=invalid, imap_port=ports[0], smtp_port=ports[1]
+    )
     assert " " not in url and "&p=" not in url  # p comes first, nothing leaks between fields
     got_addr, params = parse_dclogin(url)
     assert got_addr == addr and params["p"] == password
     assert params["ih"] == params["sh"] == host
+    assert (int(params["ip"]), int(params["sp"])) == ports
     assert ("ic" in params) == invalid
 
 
