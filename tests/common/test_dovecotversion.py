@@ -15,6 +15,7 @@ from chatmail_services.dovecotversion import (
     dovecot_version,
     parse_dovecot_version,
 )
+from chatmail_services.mailconfig import DOVECOT_SETS
 from chatmail_services.templating import TEMPLATES
 
 NUMBER = st.integers(min_value=0, max_value=9999)
@@ -80,3 +81,13 @@ def test_this_hosts_dovecot():
 def test_a_missing_binary_is_an_error(tmp_path):
     with pytest.raises(OSError):
         dovecot_version(str(tmp_path / "no-dovecot"))
+
+
+def test_every_set_names_templates_that_exist_and_one_dovecot_conf():
+    assert set(DOVECOT_SETS) == set(TEMPLATE_DIRS.values())
+    for directory, (rendered, copied) in DOVECOT_SETS.items():
+        for template in (*rendered, *copied):
+            assert (TEMPLATES / template).is_file(), template
+        names = [Path(template).name for template in (*rendered, *copied)]
+        assert len(names) == len(set(names)), names  # each lands in /etc/dovecot by its name
+        assert f"{directory}/dovecot.conf" in rendered
