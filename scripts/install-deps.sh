@@ -32,6 +32,9 @@ DEB_PACKAGES=(
   # the root, systemd-nspawn boots it, zstd packs the cached root); --no-install-recommends
   # below keeps libnss-mymachines out of this machine's nsswitch.conf
   debootstrap systemd-container zstd
+  # the Lua front end of chatmail-auth (Dovecot 2.4's only way; tested here on 2.3): Dovecot's
+  # Lua passdb/userdb, and the script's socket and JSON modules
+  dovecot-auth-lua lua-socket lua-cjson
   # the TURN server for calls (configured from chatmail_services/templates/coturn/; tests start their own)
   coturn
 )
