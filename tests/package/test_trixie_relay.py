@@ -36,15 +36,22 @@ CERT = "/etc/ssl/certs/ssl-cert-snakeoil.pem"
 KEY = "/etc/ssl/private/ssl-cert-snakeoil.key"
 CHATMAIL_INI = "/etc/chatmail/chatmail.ini"
 NOCREATE = "/etc/chatmail/nocreate"
+QUOTA = 200 * 1024
 CONFIG = f"""\
 [chatmail]
 mail_domain = {DOMAIN}
+# small, so that the quota test fills a mailbox quickly
+max_mailbox_size = {QUOTA}
 
 [auth]
 # a busy test machine must not refuse account creation
 max_load_1m = 1000
 min_available_memory = 0
 min_free_disk = {{min_free_disk}}
+
+[expire]
+# the quota test's messages are seconds old
+quota_trim_min_age_hours = 0
 """
 RPC_SERVER = Path(__file__).resolve().parents[2] / ".venv/bin/deltachat-rpc-server"
 TLS_UNVERIFIED = "ssl._create_unverified_context()"
@@ -229,6 +236,39 @@ def test_too_little_headroom_is_a_temporary_failure(relay, account):
     finally:
         _write_config(relay)
     assert _login(relay, address, secrets.token_urlsafe(15)) == "OK"
+
+
+# -- the quota (2.4: quota_storage_size from the userdb reply, the warning at 75 %) --
+
+LMTP_DELIVER = """
+import smtplib, sys
+message = "Subject: filler\\r\\n\\r\\n" + ("x" * 76 + "\\r\\n") * 200  # about 16 KiB
+with smtplib.LMTP("/run/dovecot/lmtp", timeout=60) as lmtp:
+    lmtp.sendmail("friend@elsewhere.example", [sys.argv[1]], message)
+"""
+
+
+def test_crossing_75_percent_of_the_quota_trims_that_mailbox_at_once(relay):
+    address, password = _address(), secrets.token_urlsafe(15)
+    assert _login(relay, address, password) == "OK"
+    home = relay.path(f"{MAILBOXES}/{address}")
+
+    def files() -> list[Path]:
+        return [p for p in home.glob("*/*") if p.parent.name in ("new", "cur")]
+
+    def stored() -> int:
+        return sum(p.stat().st_size for p in files())
+
+    delivered = 0
+    while stored() <= QUOTA * 0.75:  # 16 KiB each: past 75 % of 200 KiB after 10
+        assert delivered < 12, (delivered, stored())
+        relay.check(["python3", "-c", LMTP_DELIVER, address], timeout=60)
+        delivered += 1
+    assert wait_until(lambda: stored() <= QUOTA * 0.70, timeout=30), (
+        stored(),
+        _journal(relay, "dovecot.service")[-3000:],
+    )
+    assert 0 < len(files()) < delivered
 
 
 # -- Postfix 3.10 and the milter --
