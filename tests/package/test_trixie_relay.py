@@ -422,3 +422,22 @@ def test_lintian_of_debian_13_finds_nothing_else(relay, built_deb):
     tags = [line for line in result.stdout.splitlines() if line[:3] in ("E: ", "W: ", "X: ")]
     unexpected = [line for line in tags if BOOKWORM_ONLY_OVERRIDE not in line]
     assert unexpected == [], result.stdout
+
+
+# what Dovecot 2.4 logs at warning level or above in this module, and why
+EXPECTED_DOVECOT_LOG = (
+    "master: Warning: Killed with signal 15",  # systemctl restart after the rendering
+    "chatmail-auth: account creation disabled (nocreate file exists)",  # the kill switch
+    "chatmail-auth: too little free disk",  # the headroom test
+)
+
+
+def test_dovecot_logged_no_error_but_the_refusals(relay):
+    """Every delivery above ran push_notification.lua, every login chatmail-auth.lua: under
+    Dovecot 2.4 neither may have logged an error (the refusals' temporary failures aside)."""
+    journal = ["journalctl", "-b", "-u", "dovecot.service", "-p", "warning", "-o", "cat"]
+    lines = relay.check(journal).splitlines()
+    unexpected = [line for line in lines if not any(e in line for e in EXPECTED_DOVECOT_LOG)]
+    assert unexpected == [], "\n".join(lines)
+    for refusal in EXPECTED_DOVECOT_LOG[1:]:
+        assert any(refusal in line for line in lines), "\n".join(lines)
