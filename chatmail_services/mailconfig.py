@@ -17,6 +17,19 @@ NO_LOCAL_DELIVERY = "error:5.1.1 local delivery is disabled"
 POSTFIX_COPIED = ("submission_header_cleanup", "login_map", "tls_policy")
 DOVECOT_RENDERED = ("dovecot.conf", "chatmail-auth.conf.ext")
 DOVECOT_COPIED = ("push_notification.lua",)
+# Each Dovecot template set (chatmail_services.dovecotversion picks one by the version found):
+# (rendered, copied) templates, as paths under templates/; each lands in /etc/dovecot under its
+# file name. 2.4's passdb/userdb is the Lua script, which 2.3 and 2.4 share.
+DOVECOT_SETS = {
+    "dovecot": (
+        tuple(f"dovecot/{name}" for name in DOVECOT_RENDERED),
+        tuple(f"dovecot/{name}" for name in DOVECOT_COPIED),
+    ),
+    "dovecot24": (
+        ("dovecot24/dovecot.conf", "dovecot/chatmail-auth.lua"),
+        ("dovecot/push_notification.lua",),
+    ),
+}
 SYSTEM_CA_FILE = "/etc/ssl/certs/ca-certificates.crt"
 # [tls] defaults: certbot's live directory for the mail domain, or the self-signed pair
 # chatmail-setup makes
@@ -98,6 +111,7 @@ def production_values(config: Config, cert: str, key: str, mail_user: str) -> di
         "mail_gid": entry.pw_gid,
         "mail_user": mail_user,
         "auth_dict_conf": "/etc/dovecot/chatmail-auth.conf.ext",
+        "auth_lua": "/etc/dovecot/chatmail-auth.lua",
         "auth_socket": "/run/chatmail/auth.sock",
         "metadata_socket": "/run/chatmail/metadata.sock",
         "push_lua": "/etc/dovecot/push_notification.lua",

@@ -9,7 +9,6 @@ reloads, and add it to PARTS.
 
 from __future__ import annotations
 
-import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,7 +19,8 @@ from chatmail_services.web.site import site_files
 
 from chatmail_services.config import Config
 from chatmail_services.dkimkey import new_private_pem
-from chatmail_services.mailconfig import production_turn_values, tls_paths
+from chatmail_services.dovecotversion import dovecot_template_dir, parse_dovecot_version
+from chatmail_services.mailconfig import DOVECOT_SETS, production_turn_values, tls_paths
 from chatmail_services.templating import TEMPLATES, render_text
 
 from . import postfixmerge, tlscert
@@ -33,10 +33,6 @@ NGINX_CONF = "/etc/nginx/conf.d/chatmail.conf"
 # Debian's default site answers every name and address not ours, and logs each visit with the
 # visitor's IP address: a relay must not have it.
 NGINX_DEFAULT_SITE = "/etc/nginx/sites-enabled/default"
-# Dovecot's major.minor -> the template directory for it. Debian 12 has 2.3.
-DOVECOT_TEMPLATES = {
-    "2.3": "dovecot",
-}
 
 
 class SetupError(Exception):
@@ -65,15 +61,6 @@ def template(ctx: Context, name: str) -> str:
     """A template's text: from ctx.templates if it has it, else the package's."""
     own = ctx.templates / name
     return (own if own.exists() else TEMPLATES / name).read_text()
-
-
-def dovecot_templates(version: str) -> str:
-    """The template directory for a Dovecot version string (`dovecot --version`)."""
-    match = re.match(r"(\d+\.\d+)", version.strip())
-    if not match or match[1] not in DOVECOT_TEMPLATES:
-        known = ", ".join(sorted(DOVECOT_TEMPLATES))
-        raise SetupError(f"Dovecot {version.strip()!r} is not supported (supported: {known})")
-    return DOVECOT_TEMPLATES[match[1]]
 
 
 def tls_part(config: Config, ctx: Context) -> Part | None:
@@ -157,14 +144,21 @@ def dovecot_part(config: Config, ctx: Context) -> Part:
         if not ctx.system:
             raise SetupError("no Dovecot here to render for: give --dovecot-version")
         raise SetupError("dovecot is not installed: apt-get install dovecot-imapd dovecot-lmtpd")
-    directory = dovecot_templates(ctx.dovecot_version)
-    names = sorted(path.name for path in (TEMPLATES / directory).iterdir() if path.is_file())
+    try:
+        directory = dovecot_template_dir(parse_dovecot_version(ctx.dovecot_version))
+    except ValueError as exc:
+        raise SetupError(str(exc)) from None
+    rendered, copied = DOVECOT_SETS[directory]
     files = tuple(
         Desired(
-            f"{DOVECOT_DIR}/{name}",
-            render_text(template(ctx, f"{directory}/{name}"), ctx.values).encode(),
+            f"{DOVECOT_DIR}/{Path(name).name}",
+            (
+                render_text(template(ctx, name), ctx.values)
+                if name in rendered
+                else template(ctx, name)
+            ).encode(),
         )
-        for name in names
+        for name in (*rendered, *copied)
     )
     return Part(
         "dovecot",

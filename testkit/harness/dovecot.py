@@ -46,9 +46,13 @@ class Dovecot:
         imaps_port: int | None = None,
         address: str = "127.0.0.1",
         tls: tuple[Path, Path] | None = None,
+        auth: str = "dict",
     ) -> None:
         """`address`: the loopback address IMAP listens on; `tls`: (cert, key), by default a
-        self-signed certificate for the mail domain."""
+        self-signed certificate for the mail domain; `auth`: how Dovecot asks chatmail-auth,
+        "dict" (the dict passdb/userdb) or "lua" (chatmail-auth.lua, the Dovecot 2.4 way)."""
+        if auth not in ("dict", "lua"):
+            raise ValueError(f"auth is 'dict' or 'lua', not {auth!r}")
         if (auth_socket is None) == (passwd_file is None):
             raise ValueError("give exactly one of auth_socket and passwd_file")
         if not address.startswith("127."):
@@ -57,6 +61,7 @@ class Dovecot:
         self.address = address
         self._tls = tls
         self.config = config
+        self.auth = auth
         self.auth_socket = auth_socket
         self.passwd_file = passwd_file
         self.metadata_socket = metadata_socket
@@ -89,6 +94,7 @@ class Dovecot:
             "mail_gid": gid,
             "mail_user": MAIL_USER,
             "auth_dict_conf": dict_conf,
+            "auth_lua": self.dir / "chatmail-auth.lua",
             "auth_socket": self.auth_socket or self.dir / "no-auth-socket",
             "metadata_socket": self.metadata_socket or self.dir / "no-metadata-socket",
             "push_lua": self.dir / "push_notification.lua",
@@ -102,6 +108,12 @@ class Dovecot:
         render("dovecot/chatmail-auth.conf.ext", values, dict_conf)
         shutil.copy(TEMPLATES / "dovecot" / "push_notification.lua", self.dir)
         text = render_text((TEMPLATES / "dovecot" / "dovecot.conf").read_text(), values)
+        if self.auth == "lua":
+            render("dovecot/chatmail-auth.lua", values, self.dir / "chatmail-auth.lua")
+            lua_conf = render("dovecot/chatmail-auth-lua.conf.ext", values, self.dir / "lua.ext")
+            start = text.index("passdb {")
+            end = text.index("}\n", text.index("userdb {", start)) + 2
+            text = text[:start] + f"!include {lua_conf}\n" + text[end:]
         if self.passwd_file:
             start = text.index("passdb {")
             end = text.index("protocol imap {")

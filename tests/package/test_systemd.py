@@ -1,10 +1,12 @@
-"""The package under real systemd: Debian 12 booted in a container, the .deb installed with apt.
+"""The package under real systemd: Debian 12 and Debian 13 booted in containers, the .deb
+(built once, on Debian 12) installed with apt.
 
-The module boots one container (testkit/harness/container.py; its root is cached) and checks, in
-order, what an admin's installation goes through: the package without Postfix (a Recommends),
-then the mail stack, the sockets and the timer, the services started on first use inside
-their real sandboxes, their online exposure, stopping, a drop-in from docs/admin.md, and last
-the purge, which must leave only the mailboxes. Each test builds on the ones before it.
+For each release the module boots one container (testkit/harness/container.py; its root is
+cached) and checks, in order, what an admin's installation goes through: the package without
+Postfix (a Recommends), then the mail stack, the sockets and the timer, the services started on
+first use inside their real sandboxes, their online exposure, stopping, a drop-in from
+docs/admin.md, and last the purge, which must leave only the mailboxes. Each test builds on the
+ones before it.
 """
 
 from __future__ import annotations
@@ -25,7 +27,11 @@ from package.test_deb import MILTERTEST, _local_part
 
 pytestmark = pytest.mark.package
 
-RELEASE = "bookworm"
+# the releases the package installs on, and what /etc/debian_version says there
+RELEASES = {"bookworm": "12.", "trixie": "13."}
+# what a release's root holds besides the package's relations and the mail stack (Debian 13's
+# also serves tests/package/test_trixie_relay.py: lintian, and pytest for Python 3.13)
+RELEASE_EXTRAS = {"trixie": ("lintian", "python3-pytest", "python3-hypothesis")}
 MAIL_STACK = ("postfix", "dovecot-imapd", "dovecot-lmtpd", "nginx")
 SERVICES = (
     "chatmail-auth.service",
@@ -53,37 +59,54 @@ min_free_disk = 0
 """
 
 
+def package_relations(field: str) -> tuple[str, ...]:
+    """The binary package's `field` (Depends, Recommends) from debian/control, names only."""
+    control = (REPO / "debian" / "control").read_text()
+    stanza = control.split("\nPackage:", 1)[1] + "\nEnd:"
+    relation = re.search(rf"^{field}:(.*?)^\S", stanza, re.M | re.S)
+    assert relation, f"debian/control: no {field}"
+    names = [
+        alternative.split()[0]
+        for entry in relation[1].replace("\n", " ").split(",")
+        for alternative in entry.split("|")
+        if alternative.strip()
+    ]
+    return tuple(sorted({n for n in names if not n.startswith("$")}))
+
+
 def package_depends() -> tuple[str, ...]:
     """The binary package's Depends (names only) from debian/control, and python3."""
-    control = (REPO / "debian" / "control").read_text()
-    depends = re.search(r"^Depends:(.*?)^\S", control.split("\nPackage:", 1)[1], re.M | re.S)
-    assert depends, "debian/control: no Depends"
-    names = [d.split()[0] for d in depends[1].replace("\n", " ").split(",") if d.strip()]
-    return tuple(sorted({n for n in names if not n.startswith("$")} | {"python3"}))
+    return tuple(sorted({*package_relations("Depends"), "python3"}))
 
 
-def root_spec() -> RootSpec:
-    """The cached root of the package tests: what the package and the mail stack need, ready
-    for an offline `apt-get install`."""
-    return RootSpec(RELEASE, download=(*package_depends(), *MAIL_STACK))
+def root_spec(release: str = "bookworm") -> RootSpec:
+    """The cached root of the package tests on `release`: what the package (Depends and
+    Recommends) and the mail stack need, ready for an offline `apt-get install`."""
+    download = {*package_depends(), *package_relations("Recommends"), *MAIL_STACK}
+    return RootSpec(
+        release, download=tuple(sorted(download | set(RELEASE_EXTRAS.get(release, ()))))
+    )
 
 
 @contextlib.contextmanager
-def _with_package(built_deb, workdir: Path) -> Iterator[Container]:
-    """A booted container (the cached root with the packages' downloads) and the .deb in it.
+def _with_package(built_deb, workdir: Path, release: str = "bookworm") -> Iterator[Container]:
+    """A booted container of `release` (the cached root with the packages' downloads) and the
+    .deb in it.
 
-    The .deb's path inside is `container.deb`.
+    The .deb's path inside is `container.deb`, the release `container.release`.
     """
-    tarball = root_tarball(root_spec())
+    tarball = root_tarball(root_spec(release))
     with booted(tarball, workdir) as container:
         container.copy_in(built_deb.deb, f"/root/{built_deb.deb.name}")
         container.deb = f"/root/{built_deb.deb.name}"
+        container.release = release
         yield container
 
 
-@pytest.fixture(scope="module")
-def ct(built_deb, tmp_path_factory: pytest.TempPathFactory):
-    with _with_package(built_deb, tmp_path_factory.mktemp("container")) as container:
+@pytest.fixture(scope="module", params=list(RELEASES))
+def ct(built_deb, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest):
+    workdir = tmp_path_factory.mktemp(f"container-{request.param}")
+    with _with_package(built_deb, workdir, request.param) as container:
         yield container
 
 
@@ -106,9 +129,9 @@ def _apt(ct: Container, *args: str) -> str:
     return output
 
 
-def test_the_container_boots_debian_12_with_systemd(ct):
+def test_the_container_boots_debian_with_systemd(ct):
     assert ct.state() == "running", ct.run("systemctl --failed").stdout
-    assert ct.check(["cat", "/etc/debian_version"]).startswith("12.")
+    assert ct.check(["cat", "/etc/debian_version"]).startswith(RELEASES[ct.release])
     assert ct.check(["readlink", "/proc/1/exe"]).strip().endswith("/systemd")
 
 
@@ -404,9 +427,10 @@ def test_purge_leaves_only_the_mailboxes(ct):
 # -- the usual installation: the package and the mail stack in one apt-get run --
 
 
-@pytest.fixture(scope="module")
-def ct_at_once(built_deb, tmp_path_factory: pytest.TempPathFactory):
-    with _with_package(built_deb, tmp_path_factory.mktemp("container-at-once")) as container:
+@pytest.fixture(scope="module", params=list(RELEASES))
+def ct_at_once(built_deb, tmp_path_factory: pytest.TempPathFactory, request):
+    workdir = tmp_path_factory.mktemp(f"container-at-once-{request.param}")
+    with _with_package(built_deb, workdir, request.param) as container:
         yield container
 
 

@@ -9,11 +9,8 @@ from chatmail_services.relaysetup import cli
 from chatmail_services.relaysetup.apply import apply_plan, read_current
 from chatmail_services.relaysetup.diff import plan_diff
 from chatmail_services.relaysetup.model import Desired, Part
-from chatmail_services.relaysetup.parts import DOVECOT_TEMPLATES, SetupError, dovecot_templates
 from chatmail_services.relaysetup.plan import make_plan
 from chatmail_services.relaysetup.postfixmerge import BEGIN
-from hypothesis import given
-from hypothesis import strategies as st
 
 DEBIAN_MAIN = """\
 # See /usr/share/postfix/main.cf.dist for a commented, more complete version
@@ -199,21 +196,18 @@ def test_missing_certificate_is_one_line_per_file(tree, make_config, capsys):
     )
 
 
-def test_dovecot_template_directory_by_version():
-    assert dovecot_templates("2.3.19.1 (9b53102964)") == "dovecot"
-    with pytest.raises(SetupError, match=r"Dovecot '2\.2\.36' is not supported"):
-        dovecot_templates("2.2.36")
-
-
-@given(st.text(max_size=30))
-def test_any_version_text_gives_a_known_directory_or_one_clear_error(text):
-    try:
-        directory = dovecot_templates(text)
-    except SetupError as exc:
-        assert len(exc.args) == 1 and "\n" not in exc.args[0].replace(repr(text.strip()), "")
-    else:
-        assert directory in DOVECOT_TEMPLATES.values()
-        assert text.strip().startswith(tuple(DOVECOT_TEMPLATES))
+def test_the_dovecot_set_follows_the_version(tree, make_config, capsys):
+    """2.3 gets templates/dovecot/, 2.4 (Debian 13) templates/dovecot24/ with the Lua auth;
+    another version is one clear line (the parsing itself: tests/common/test_dovecotversion)."""
+    config = make_config(tls={"self_signed": "yes"})
+    status, _out, err = setup(capsys, config, "--root", str(tree), "--dovecot-version", "2.4.1")
+    assert status == 0, err
+    conf = (tree / "etc/dovecot/dovecot.conf").read_text()
+    assert conf.startswith("dovecot_config_version") or "dovecot_config_version" in conf
+    assert (tree / "etc/dovecot/chatmail-auth.lua").exists()
+    status, _out, err = setup(capsys, config, "--root", str(tree), "--dovecot-version", "2.2.36")
+    assert status != 0
+    assert "chatmail-setup: Dovecot 2.2 is not supported (templates for 2.3, 2.4)" in err
 
 
 def test_a_service_two_changed_parts_share_is_reloaded_once(tmp_path):
