@@ -22,3 +22,16 @@ def deltachat_core(accounts_dir: Path) -> Iterator[DeltaChat]:
         env=env,
     ) as rpc:
         yield DeltaChat(rpc)
+
+
+def verify_and_chat(inviter, joiner, *texts: str) -> None:
+    """`joiner` secure-joins `inviter` (scans its QR code; both wait for success), then the
+    messages go back and forth, the joiner first; each must arrive with its text."""
+    joiner.secure_join(inviter.get_qr_code())
+    inviter.wait_for_securejoin_inviter_success()
+    joiner.wait_for_securejoin_joiner_success()
+    sender, receiver = joiner, inviter
+    for text in texts:
+        sender.create_chat(receiver).send_text(text)
+        assert receiver.wait_for_incoming_msg().get_snapshot().text == text
+        sender, receiver = receiver, sender

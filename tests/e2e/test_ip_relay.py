@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from harness import stack_dir
-from harness.deltachat import deltachat_core
+from harness.deltachat import deltachat_core, verify_and_chat
 from harness.relay import LocalRelay
 
 pytestmark = pytest.mark.e2e
@@ -52,10 +52,4 @@ def test_two_accounts_on_an_ip_address_relay_message_each_other(ip_relay, tmp_pa
         for answer in credentials:  # the first login created `user@[ip]`
             assert (mailboxes / answer["email"] / "password").exists()
         alice, bob = accounts
-        bob.secure_join(alice.get_qr_code())
-        alice.wait_for_securejoin_inviter_success()
-        bob.wait_for_securejoin_joiner_success()
-        bob.create_chat(alice).send_text("hello over an address literal")
-        assert alice.wait_for_incoming_msg().get_snapshot().text == "hello over an address literal"
-        alice.create_chat(bob).send_text("and back")
-        assert bob.wait_for_incoming_msg().get_snapshot().text == "and back"
+        verify_and_chat(alice, bob, "hello over an address literal", "and back")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from harness.deltachat import verify_and_chat
 from harness.federation import home, observer
 from harness.maillog import milter_verified
 from harness.messages import dkim_verifies, maildir_files, signature_domains, wait_until
@@ -52,14 +53,7 @@ def message_id(data: bytes) -> str:
 
 def test_secure_join_and_chat_across_relays_signed_verified_and_encrypted(federation, pair):
     (alice, alice_addr), (bob, bob_addr) = pair
-    bob.secure_join(alice.get_qr_code())
-    alice.wait_for_securejoin_inviter_success()
-    bob.wait_for_securejoin_joiner_success()
-
-    bob.create_chat(alice).send_text("hello alice, from beta")
-    assert alice.wait_for_incoming_msg().get_snapshot().text == "hello alice, from beta"
-    alice.create_chat(bob).send_text("hello bob, from alpha")
-    assert bob.wait_for_incoming_msg().get_snapshot().text == "hello bob, from alpha"
+    verify_and_chat(alice, bob, "hello alice, from beta", "hello bob, from alpha")
 
     records = federation.key_records()
     for sender, sending, receiving in (

@@ -17,6 +17,7 @@ import deltachat_rpc_server
 import pytest
 from deltachat_rpc_client import DeltaChat, Rpc
 from harness.container import Container
+from harness.deltachat import verify_and_chat
 from package.test_systemd import DOMAIN, MAIL_STACK, _active, _apt, _with_package
 
 pytestmark = pytest.mark.package
@@ -214,11 +215,7 @@ def test_delta_chat_joins_from_new_and_chats(ct):
         for answer in ct.answers:  # the first login created the account
             assert ct.path(f"/var/lib/chatmail/mailboxes/{answer['email']}/password").exists()
         alice, bob = accounts
-        bob.secure_join(alice.get_qr_code())
-        alice.wait_for_securejoin_inviter_success()
-        bob.wait_for_securejoin_joiner_success()
-        bob.create_chat(alice).send_text("hello from a packaged relay")
-        assert alice.wait_for_incoming_msg().get_snapshot().text == "hello from a packaged relay"
+        verify_and_chat(alice, bob, "hello from a packaged relay")
 
 
 def test_a_second_run_changes_nothing(ct):

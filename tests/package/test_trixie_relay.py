@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from deltachat_rpc_client import DeltaChat, Rpc
+from harness.deltachat import verify_and_chat
 from harness.messages import wait_until
 from package.test_systemd import (
     DOMAIN,
@@ -318,13 +319,7 @@ def test_delta_chat_accounts_send_and_receive(relay, pair):
     (alice, alice_address), (bob, bob_address) = pair
     for address in (alice_address, bob_address):
         assert relay.check(["cat", f"{MAILBOXES}/{address}/password"]).startswith("{SHA512")
-    alice.secure_join(bob.get_qr_code())
-    bob.wait_for_securejoin_inviter_success()
-    alice.wait_for_securejoin_joiner_success()
-    alice.create_chat(bob).send_text("hello bob, from Debian 13")
-    assert bob.wait_for_incoming_msg().get_snapshot().text == "hello bob, from Debian 13"
-    bob.create_chat(alice).send_text("hello alice")
-    assert alice.wait_for_incoming_msg().get_snapshot().text == "hello alice"
+    verify_and_chat(bob, alice, "hello bob, from Debian 13", "hello alice")
 
 
 # -- the reaper --

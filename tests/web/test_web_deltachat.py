@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from harness import stack_dir
-from harness.deltachat import deltachat_core
+from harness.deltachat import deltachat_core, verify_and_chat
 from harness.relay import LocalRelay
 from web.conftest import WEB_ADDRESS
 
@@ -64,8 +64,4 @@ def test_accounts_from_new_log_in_and_chat(relay, tmp_path):
         for answer in answers:  # the first login created the account
             assert (mailboxes / answer["email"] / "password").exists()
         alice, bob = accounts
-        bob.secure_join(alice.get_qr_code())
-        alice.wait_for_securejoin_inviter_success()
-        bob.wait_for_securejoin_joiner_success()
-        bob.create_chat(alice).send_text("hello, via /new")
-        assert alice.wait_for_incoming_msg().get_snapshot().text == "hello, via /new"
+        verify_and_chat(alice, bob, "hello, via /new")
