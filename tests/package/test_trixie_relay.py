@@ -407,7 +407,8 @@ def test_lintian_of_debian_13_finds_nothing_else(relay, built_deb):
 
 # what Dovecot 2.4 logs at warning level or above in this module, and why
 EXPECTED_DOVECOT_LOG = (
-    "master: Warning: Killed with signal 15",  # systemctl restart after the rendering
+    "master: Warning: Killed with signal 15",  # the restart after the package's installation
+    "master: Warning: SIGHUP received - reloading configuration",  # chatmail-setup's reload
     "chatmail-auth: account creation disabled (nocreate file exists)",  # the kill switch
     "chatmail-auth: too little free disk",  # the headroom test
 )
