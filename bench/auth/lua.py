@@ -29,7 +29,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests"))
 
-from auth.authtools import Daemon  # noqa: E402
+from auth.authtools import start_auth  # noqa: E402
 from harness import MAIL_USER, mail_ids, stack_dir  # noqa: E402
 from harness.dovecot import Dovecot  # noqa: E402
 from harness.fixtures import stack_config  # noqa: E402
@@ -118,12 +118,12 @@ def main() -> int:
     run_dir = root / "run"
     run_dir.mkdir()
     os.chown(run_dir, *mail_ids())
-    auth = Daemon(config, run_dir, user=MAIL_USER).start()
+    auth = start_auth(config, run_dir, user=MAIL_USER)
     fronts: dict[str, Dovecot] = {}
     try:
         for name, kind in (("dict", "dict"), ("lua-kept", "lua"), ("lua-per-lookup", "lua")):
             (root / name).mkdir()
-            dovecot = Dovecot(root / name, config, auth_socket=auth.socket, auth=kind,
+            dovecot = Dovecot(root / name, config, auth_socket=auth.socket_path, auth=kind,
                               address=ADDRESS)  # fmt: skip
             if name == "lua-per-lookup":
                 script = dovecot.dir / "chatmail-auth.lua"
@@ -167,7 +167,7 @@ def main() -> int:
     finally:
         for dovecot in fronts.values():
             dovecot.stop()
-        auth.stop()
+        auth.close()
         shutil.rmtree(root, ignore_errors=True)
 
 

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from auth.authtools import Daemon
+from auth.authtools import start_auth
 from auth.dovecotauth import Outcome, plain_login, userdb_lookup
 from chatmail_services.authsocket.hashing import verify_password
 from harness import MAIL_USER, mail_ids
@@ -30,6 +30,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chatmail_services import layout
+from chatmail_services.address import local_part
 
 pytestmark = pytest.mark.stack
 
@@ -47,13 +48,33 @@ def make_dovecot(root: Path, config, auth_socket: Path, auth: str) -> Dovecot:
     return dovecot
 
 
+class Responder:
+    """chatmail-auth (harness.activation, through authtools.start_auth) that a test can take
+    away entirely, process and socket (`stop`), and bring back (`start`)."""
+
+    def __init__(self, config, run: Path) -> None:
+        self.config, self.run = config, run
+        self.service = start_auth(config, run, user=MAIL_USER)
+        self.socket = self.service.socket_path
+
+    def stop(self) -> int | None:
+        """Stop the process and close and remove its socket; its exit status."""
+        return self.service.close()
+
+    def start(self) -> None:
+        self.service = start_auth(self.config, self.run, user=MAIL_USER)
+
+    def log_text(self) -> str:
+        return self.service.log_text()
+
+
 @contextlib.contextmanager
-def responder(root: Path, config) -> Iterator[Daemon]:
+def responder(root: Path, config) -> Iterator[Responder]:
     """chatmail-auth as the mail user under socket activation; stops cleanly, logs no error."""
     run = root / "run"
     run.mkdir(exist_ok=True)
     os.chown(run, *mail_ids())
-    auth = Daemon(config, run, user=MAIL_USER).start()
+    auth = Responder(config, run)
     try:
         yield auth
     finally:
@@ -63,7 +84,7 @@ def responder(root: Path, config) -> Iterator[Daemon]:
 
 
 @contextlib.contextmanager
-def lua_stack(root: Path, **sections) -> Iterator[tuple[Dovecot, Daemon, Path]]:
+def lua_stack(root: Path, **sections) -> Iterator[tuple[Dovecot, Responder, Path]]:
     config = stack_config(root, **sections)
     with responder(root, config) as auth:
         dovecot = make_dovecot(root / "lua", config, auth.socket, "lua")
@@ -334,7 +355,7 @@ def test_hostile_names_and_passwords_are_refused_the_same_way_on_both_paths(stac
                 kind, created = over_dict
                 assert kind != "tempfail"  # nothing here is a temporary condition
                 for name in created:  # only the normalized address of ours, in the root
-                    assert name == user.lower() and layout.local_part(DOMAIN, name), name
+                    assert name == user.lower() and local_part(DOMAIN, name), name
                 if kind == "ok":
                     seen.append(user)
 
