@@ -36,11 +36,17 @@ def dovecot_template_dir(version: tuple[int, int]) -> str:
         ) from None
 
 
-def dovecot_version(binary: str = "dovecot") -> tuple[int, int]:
-    """The installed Dovecot's (major, minor), from `dovecot --version`."""
+def version_text(binary: str = "dovecot") -> str:
+    """What `dovecot --version` prints; OSError when there is no such program, RuntimeError
+    when it fails."""
     result = subprocess.run(
         [binary, "--version"], capture_output=True, text=True, timeout=30, check=False
     )
     if result.returncode != 0:
         raise RuntimeError(f"{binary} --version failed: {result.stderr.strip()[:200]}")
-    return parse_dovecot_version(result.stdout)
+    return result.stdout.strip()
+
+
+def dovecot_version(binary: str = "dovecot") -> tuple[int, int]:
+    """The installed Dovecot's (major, minor), from `dovecot --version`."""
+    return parse_dovecot_version(version_text(binary))

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
+from chatmail_services import dovecotversion
 from chatmail_services.cli import command_parser, load_or_exit
 from chatmail_services.mailconfig import production_values, tls_paths
 from chatmail_services.templating import TEMPLATES
@@ -64,12 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def detect_dovecot_version() -> str | None:
     """`dovecot --version` of the installed Dovecot, or None."""
-    if shutil.which("dovecot") is None:
+    try:
+        return dovecotversion.version_text() or None
+    except (OSError, RuntimeError):
         return None
-    result = subprocess.run(
-        ["dovecot", "--version"], capture_output=True, text=True, timeout=30, check=False
-    )
-    return result.stdout.strip() or None if result.returncode == 0 else None
 
 
 def fail(problems: list[str] | tuple[str, ...]) -> int:

@@ -26,13 +26,12 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "testkit"))  # the harness package
 
-from auth.authtools import start_auth  # noqa: E402
-from harness import MAIL_USER, mail_ids, stack_dir  # noqa: E402
-from harness.dovecot import Dovecot  # noqa: E402
-from harness.fixtures import stack_config  # noqa: E402
+from harness import MAIL_USER, mail_ids, stack_dir
+from harness.authtools import start_auth
+from harness.dovecot import Dovecot
+from harness.fixtures import stack_config
 
 ADDRESS = "127.0.0.24"
 PASSWORD = "bench-password-1"

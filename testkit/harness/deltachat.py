@@ -7,9 +7,30 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import deltachat_rpc_server
 from deltachat_rpc_client import DeltaChat, Rpc
 
 from . import VENV_BIN
+
+
+@contextlib.contextmanager
+def deltachat_core_in(
+    container, accounts_dir: str = "/root/deltachat-accounts"
+) -> Iterator[DeltaChat]:
+    """The core inside a booted container (harness.container): the PyPI package's static
+    binary (the venv's console script is a Python wrapper) copied in and entered with nsenter,
+    so it reaches the relay on the container's own loopback."""
+    binary = Path(deltachat_rpc_server.__file__).parent / "deltachat-rpc-server"
+    container.copy_in(binary, "/usr/local/bin/deltachat-rpc-server")
+    container.path("/usr/local/bin/deltachat-rpc-server").chmod(0o755)
+    wrapper = container.root.parent / "deltachat-rpc-server-in-container"
+    wrapper.write_text(
+        f"#!/bin/sh\nexec nsenter -t {container.pid1} -a /usr/local/bin/deltachat-rpc-server\n"
+    )
+    wrapper.chmod(0o755)
+    container.check(["mkdir", "-p", accounts_dir])
+    with Rpc(accounts_dir=accounts_dir, rpc_server_path=str(wrapper)) as rpc:
+        yield DeltaChat(rpc)
 
 
 @contextlib.contextmanager

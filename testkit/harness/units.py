@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import configparser
 import shlex
 from pathlib import Path
 
 from . import REPO
 
 UNITS_DIR = REPO / "systemd-units"
+
+
+def unit_config(name: str) -> configparser.ConfigParser:
+    """systemd-units/<name> as a ConfigParser (keys case-kept; a repeated key: the last)."""
+    parser = configparser.ConfigParser(strict=False, interpolation=None)
+    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    parser.read(UNITS_DIR / name)
+    return parser
 
 
 def read_unit(path: Path) -> dict[str, dict[str, list[str]]]:

@@ -6,9 +6,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from auth.authtools import start_auth
 from chatmail_services.authsocket.accounts import Settings, settings_from_config
 from harness.activation import ActivatedService
+from harness.authtools import start_auth
 
 from chatmail_services.config import Config
 

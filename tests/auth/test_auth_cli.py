@@ -10,7 +10,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from auth.authtools import (
+from chatmail_services.authsocket.hashing import verify_password
+from harness.authtools import (
     CHATMAIL_AUTH,
     HELLO_AUTH,
     exchange,
@@ -18,7 +19,6 @@ from auth.authtools import (
     start_auth,
     userdb_lookup,
 )
-from chatmail_services.authsocket.hashing import verify_password
 
 USER = "abcdefghi@chat.example"
 PASSWORD = "s3cret-passw0rd"

@@ -11,7 +11,7 @@ import threading
 import time
 from pathlib import Path
 
-from auth.authtools import (
+from harness.authtools import (
     HELLO_AUTH,
     HELLO_LASTLOGIN,
     esc_e,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from auth.authtools import esc_e
+from harness.authtools import esc_e
 from hypothesis import given
 from hypothesis import strategies as st
 

@@ -10,10 +10,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from auth.authtools import start_auth
 from chatmail_services.authsocket.hashing import verify_password
 from harness import MAIL_USER, mail_ids
 from harness.activation import ActivatedService
+from harness.authtools import start_auth
 from harness.dovecot import Dovecot
 from harness.fixtures import stack_config
 

@@ -7,8 +7,8 @@ import socket
 import time
 from pathlib import Path
 
-from auth.authtools import HELLO_AUTH, exchange, passdb_lookup, start_auth, userdb_lookup
 from chatmail_services.authsocket.hashing import verify_password
+from harness.authtools import HELLO_AUTH, exchange, passdb_lookup, start_auth, userdb_lookup
 
 PASSWORD = "s3cret-passw0rd"
 DELAYS = [0.0, 0.001, 0.002, 0.003, 0.005, 0.008, 0.012, 0.02, 0.03, 0.05]

@@ -20,10 +20,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from auth.authtools import start_auth
 from auth.dovecotauth import Outcome, plain_login, userdb_lookup
 from chatmail_services.authsocket.hashing import verify_password
 from harness import MAIL_USER, mail_ids
+from harness.authtools import start_auth
 from harness.dovecot import Dovecot
 from harness.fixtures import stack_config
 from hypothesis import given, settings

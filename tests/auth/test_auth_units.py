@@ -2,26 +2,16 @@
 
 from __future__ import annotations
 
-import configparser
 import subprocess
 from pathlib import Path
 
-from auth.authtools import CHATMAIL_AUTH
-from harness import REPO
-
-UNITS = REPO / "systemd-units"
-
-
-def unit(name: str) -> configparser.ConfigParser:
-    parser = configparser.ConfigParser(strict=False, interpolation=None)
-    parser.optionxform = str  # type: ignore[assignment,method-assign]
-    parser.read(UNITS / name)
-    return parser
+from harness.authtools import CHATMAIL_AUTH
+from harness.units import UNITS_DIR, unit_config
 
 
 def test_systemd_analyze_verify(tmp_path: Path):
     for name in ("chatmail-auth.socket", "chatmail-auth.service"):
-        text = (UNITS / name).read_text()
+        text = (UNITS_DIR / name).read_text()
         # the package installs /usr/bin/chatmail-auth; here the venv's console script stands in
         text = text.replace("/usr/bin/chatmail-auth", str(CHATMAIL_AUTH))
         (tmp_path / name).write_text(text)
@@ -35,7 +25,7 @@ def test_systemd_analyze_verify(tmp_path: Path):
 
 
 def test_socket_only_for_the_mail_user():
-    sock = unit("chatmail-auth.socket")["Socket"]
+    sock = unit_config("chatmail-auth.socket")["Socket"]
     assert sock["ListenStream"] == "/run/chatmail/auth.sock"
     assert (sock["SocketUser"], sock["SocketGroup"], sock["SocketMode"]) == (
         "vmail", "vmail", "0660",
@@ -43,7 +33,7 @@ def test_socket_only_for_the_mail_user():
 
 
 def test_service_is_sandboxed():
-    service = unit("chatmail-auth.service")["Service"]
+    service = unit_config("chatmail-auth.service")["Service"]
     assert service["ExecStart"] == "/usr/bin/chatmail-auth serve"
     assert service["User"] == service["Group"] == "vmail"
     assert service["ReadWritePaths"] == "/var/lib/chatmail/mailboxes"

@@ -3,25 +3,17 @@ sandbox, exit 78 on a bad configuration, and `serve --socket` without activation
 
 from __future__ import annotations
 
-import configparser
 import signal
 import socket
 import subprocess
 import time
 from pathlib import Path
 
-from harness import REPO, VENV_BIN
+from harness import VENV_BIN
+from harness.units import unit_config
 from package.unitfiles import stage_units, verify
 
-UNITS = REPO / "systemd-units"
 COMMAND = VENV_BIN / "chatmail-metadata"
-
-
-def unit(name: str) -> configparser.ConfigParser:
-    parser = configparser.ConfigParser(strict=False, interpolation=None)
-    parser.optionxform = str  # type: ignore[assignment,method-assign]
-    parser.read(UNITS / name)
-    return parser
 
 
 def test_systemd_analyze_verify(tmp_path: Path):
@@ -32,7 +24,7 @@ def test_systemd_analyze_verify(tmp_path: Path):
 
 
 def test_socket_only_for_the_mail_user():
-    sock = unit("chatmail-metadata.socket")["Socket"]
+    sock = unit_config("chatmail-metadata.socket")["Socket"]
     assert sock["ListenStream"] == "/run/chatmail/metadata.sock"
     assert (sock["SocketUser"], sock["SocketGroup"], sock["SocketMode"]) == ("vmail",) * 2 + (
         "0660",
@@ -40,7 +32,7 @@ def test_socket_only_for_the_mail_user():
 
 
 def test_service_is_sandboxed():
-    service = unit("chatmail-metadata.service")["Service"]
+    service = unit_config("chatmail-metadata.service")["Service"]
     assert service["ExecStart"] == "/usr/bin/chatmail-metadata serve"
     assert service["User"] == service["Group"] == "vmail"
     assert service["ReadWritePaths"] == (
@@ -49,7 +41,7 @@ def test_service_is_sandboxed():
     assert service["ProtectSystem"] == "strict"
     # network for the notifier only: the auth responder (password hashes) has none
     assert service["RestrictAddressFamilies"] == "AF_UNIX AF_INET AF_INET6"
-    assert unit("chatmail-auth.service")["Service"]["PrivateNetwork"] == "yes"
+    assert unit_config("chatmail-auth.service")["Service"]["PrivateNetwork"] == "yes"
     assert service["RestartPreventExitStatus"] == "78"
 
 

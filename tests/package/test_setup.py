@@ -11,13 +11,10 @@ from __future__ import annotations
 import json
 import re
 import secrets
-from pathlib import Path
 
-import deltachat_rpc_server
 import pytest
-from deltachat_rpc_client import DeltaChat, Rpc
 from harness.container import Container
-from harness.deltachat import verify_and_chat
+from harness.deltachat import deltachat_core_in, verify_and_chat
 from package.test_systemd import DOMAIN, MAIL_STACK, _active, _apt, _with_package
 
 pytestmark = pytest.mark.package
@@ -194,17 +191,7 @@ def test_delta_chat_joins_from_new_and_chats(ct):
     """The real core, run inside the container (its network), configured from /new's
     dclogin_url (the self-signed certificate: ic=3), sends and receives through the relay
     that the package's units and chatmail-setup made."""
-    # the PyPI package's static binary (its console script is a Python wrapper of the venv)
-    binary = Path(deltachat_rpc_server.__file__).parent / "deltachat-rpc-server"
-    ct.copy_in(binary, "/usr/local/bin/deltachat-rpc-server")
-    wrapper = ct.root.parent / "deltachat-rpc-server-in-container"
-    wrapper.write_text(
-        f"#!/bin/sh\nexec nsenter -t {ct.pid1} -a /usr/local/bin/deltachat-rpc-server\n"
-    )
-    wrapper.chmod(0o755)
-    ct.check(["mkdir", "-p", "/root/dc-accounts"])
-    with Rpc(accounts_dir="/root/dc-accounts", rpc_server_path=str(wrapper)) as rpc:
-        core = DeltaChat(rpc)
+    with deltachat_core_in(ct, "/root/dc-accounts") as core:
         accounts = []
         for answer in ct.answers:
             account = core.add_account()

@@ -18,8 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from deltachat_rpc_client import DeltaChat, Rpc
-from harness.deltachat import verify_and_chat
+from harness.deltachat import deltachat_core_in, verify_and_chat
 from harness.messages import wait_until
 from package.test_systemd import (
     DOMAIN,
@@ -58,7 +57,6 @@ quota_trim_min_age_hours = 0
 cert_file = {CERT}
 key_file = {KEY}
 """
-RPC_SERVER = Path(__file__).resolve().parents[2] / ".venv/bin/deltachat-rpc-server"
 TLS_UNVERIFIED = "ssl._create_unverified_context()"
 
 
@@ -273,20 +271,11 @@ def test_cleartext_submission_gets_the_milters_523(relay, account):
 
 
 @pytest.fixture(scope="module")
-def deltachat(relay, tmp_path_factory: pytest.TempPathFactory):
+def deltachat(relay):
     """The Delta Chat core inside the container (the static deltachat-rpc-server binary,
     entered with nsenter), so that it reaches the relay on the container's loopback."""
-    binary = RPC_SERVER.resolve().parent
-    server = next(Path(binary.parent).glob("lib/python3*/site-packages/deltachat_rpc_server"))
-    relay.copy_in(server / "deltachat-rpc-server", "/usr/local/bin/deltachat-rpc-server")
-    relay.path("/usr/local/bin/deltachat-rpc-server").chmod(0o755)
-    wrapper = tmp_path_factory.mktemp("dc") / "rpc-server"
-    wrapper.write_text(
-        f"#!/bin/sh\nexec nsenter -t {relay.pid1} -a /usr/local/bin/deltachat-rpc-server\n"
-    )
-    wrapper.chmod(0o755)
-    with Rpc(accounts_dir="/root/deltachat-accounts", rpc_server_path=str(wrapper)) as rpc:
-        yield DeltaChat(rpc)
+    with deltachat_core_in(relay) as core:
+        yield core
 
 
 def _transport(address: str, password: str) -> dict[str, object]:

@@ -4,25 +4,17 @@ activation, and `site` writing into a directory."""
 
 from __future__ import annotations
 
-import configparser
 import subprocess
 import time
 from pathlib import Path
 
 from chatmail_services.web.site import site_files
+from harness import VENV_BIN
+from harness.units import UNITS_DIR, unit_config
 from package.unitfiles import stage_units, verify
 from web.webclient import exchange, request
 
-REPO = Path(__file__).resolve().parents[2]
-UNITS = REPO / "systemd-units"
-COMMAND = REPO / ".venv" / "bin" / "chatmail-web"
-
-
-def unit(name: str) -> configparser.ConfigParser:
-    parser = configparser.ConfigParser(strict=False, interpolation=None)
-    parser.optionxform = str  # type: ignore[assignment,method-assign]
-    parser.read(UNITS / name)
-    return parser
+COMMAND = VENV_BIN / "chatmail-web"
 
 
 def test_systemd_analyze_verify(tmp_path: Path):
@@ -33,7 +25,7 @@ def test_systemd_analyze_verify(tmp_path: Path):
 
 
 def test_socket_for_nginx_workers_only():
-    sock = unit("chatmail-web.socket")["Socket"]
+    sock = unit_config("chatmail-web.socket")["Socket"]
     assert sock["ListenStream"] == "/run/chatmail/web.sock"
     assert (sock["SocketUser"], sock["SocketGroup"], sock["SocketMode"]) == (
         "vmail",
@@ -43,12 +35,12 @@ def test_socket_for_nginx_workers_only():
 
 
 def test_service_is_sandboxed_and_sees_no_mail():
-    service = unit("chatmail-web.service")["Service"]
+    service = unit_config("chatmail-web.service")["Service"]
     assert service["ExecStart"] == "/usr/bin/chatmail-web serve"
     assert service["Type"] == "notify"
     assert "ReadWritePaths" not in service
     assert service["PrivateNetwork"] == "yes" and service["RestrictAddressFamilies"] == "AF_UNIX"
-    text = (UNITS / "chatmail-web.service").read_text()
+    text = (UNITS_DIR / "chatmail-web.service").read_text()
     assert "InaccessiblePaths=-/var/lib/chatmail/mailboxes -/etc/chatmail/dkim" in text
     assert service["RestartPreventExitStatus"] == "78"
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-from harness import VENV_BIN
-from harness.activation import ActivatedService
-
 from chatmail_services.config import Config
+
+from . import VENV_BIN
+from .activation import ActivatedService
 
 CHATMAIL_AUTH = VENV_BIN / "chatmail-auth"
 HELLO_AUTH = b"H3\t2\t0\t\tauth\n"
