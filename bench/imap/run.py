@@ -1,20 +1,28 @@
 """bench/imap: many idle IMAP clients, and the push latency, on a whole local relay.
 
-1. N concurrent IDLE connections (TLS, logged in, INBOX selected, IDLE): the proportional
-   set size (PSS) of all Dovecot processes per 1,000 idle connections, with hibernation (the
-   template's imap_hibernate_timeout = 30s, measured after the clients were idle that long)
-   and without (the same relay with imap_hibernate_timeout = 0).
+1. N concurrent IDLE connections (TLS, logged in, INBOX selected, IDLE), opened by a few
+   client processes: the proportional set size (PSS) of all Dovecot processes per 1,000 idle
+   connections, with hibernation (the template's imap_hibernate_timeout = 30s, measured once
+   the connections have moved into imap-hibernate) and without (the same relay with
+   imap_hibernate_timeout = 0).
 2. Push latency: messages delivered over LMTP (the socket Postfix uses) to an account with one
    device token; time from the end of DATA to the POST at a local HTTPS stand-in for the
    notification service, p50 and p99.
 
-Run as root from the repository:  .venv/bin/python bench/imap/run.py [--connections 2000]
+For its run it applies the kernel settings the Debian package ships for a relay
+(debian/sysctl/60-chatmail-services.conf: inotify instances, which every IDLE client holds)
+and puts the old values back afterwards.
+
+Run as root from the repository:  .venv/bin/python bench/imap/run.py [--connections 10000]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import multiprocessing
+import resource
 import shutil
 import smtplib
 import ssl
@@ -22,92 +30,226 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from multiprocessing.connection import Connection, wait
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "testkit"))  # the harness package
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "testkit"))  # the harness package
 
-from harness import stack_dir
-from harness.imap import Imap
-from harness.pushservice import StandIn
-from harness.relay import LocalRelay
+from harness import stack_dir  # noqa: E402
+from harness.imap import Imap  # noqa: E402
+from harness.pushservice import StandIn  # noqa: E402
+from harness.relay import LocalRelay  # noqa: E402
 
 TLS = ssl._create_unverified_context()
 PER_ACCOUNT = 10  # Dovecot's mail_max_userip_connections
 PASSWORD = "bench-imap-password"
 BENCH_AUTH = {"max_load_1m": 1000, "min_available_memory": 0, "min_free_disk": 0}
+SYSCTL_FILE = REPO / "debian" / "sysctl" / "60-chatmail-services.conf"  # what the package sets
+HANDSHAKES_IN_FLIGHT = 32  # per client process
+DOVECOT_NOFILE = 65535  # LimitNOFILE in Debian's dovecot.service
 
 
-def dovecot_pss(relay: LocalRelay) -> int:
-    """Sum of PSS (bytes) of the Dovecot master and every process below it."""
+def package_sysctl() -> dict[str, int]:
+    """The kernel settings the Debian package ships for a relay (`key = value` lines)."""
+    settings = {}
+    for line in SYSCTL_FILE.read_text().splitlines():
+        if "=" in line and not line.lstrip().startswith("#"):
+            key, value = (part.strip() for part in line.split("=", 1))
+            settings[key] = int(value)
+    return settings
+
+
+@contextlib.contextmanager
+def relay_sysctl() -> Iterator[None]:
+    """The package's sysctl settings for the run (never lowering one), then the old values."""
+    old: dict[Path, str] = {}
+    try:
+        for key, value in package_sysctl().items():
+            path = Path("/proc/sys") / key.replace(".", "/")
+            old[path] = path.read_text()
+            if int(old[path]) < value:
+                path.write_text(f"{value}\n")
+                print(f"# {key} = {value} for this run (was {old[path].strip()})", flush=True)
+        yield
+    finally:
+        for path, text in old.items():
+            path.write_text(text)
+
+
+def dovecot_processes(relay: LocalRelay) -> list[tuple[int, str]]:
+    """(pid, command name) of the Dovecot master and every process below it."""
     master = int((relay.dovecot.base_dir / "master.pid").read_text().split()[0])
-    pids = [master]
-    out = subprocess.run(["ps", "-e", "-o", "pid=,ppid="], capture_output=True, text=True).stdout
-    children: dict[int, list[int]] = {}
+    out = subprocess.run(
+        ["ps", "-e", "-o", "pid=,ppid=,comm="], capture_output=True, text=True
+    ).stdout
+    children: dict[int, list[tuple[int, str]]] = {}
     for line in out.splitlines():
-        pid, ppid = map(int, line.split())
-        children.setdefault(ppid, []).append(pid)
-    stack = [master]
+        pid, ppid, name = line.split(None, 2)
+        children.setdefault(int(ppid), []).append((int(pid), name.strip()))
+    found, stack = [(master, "dovecot")], [master]
     while stack:
-        for child in children.get(stack.pop(), []):
-            pids.append(child)
-            stack.append(child)
-    total = 0
-    for pid in pids:
+        for pid, name in children.get(stack.pop(), []):
+            found.append((pid, name))
+            stack.append(pid)
+    return found
+
+
+def dovecot_pss(relay: LocalRelay) -> dict[str, int]:
+    """PSS (bytes) of the Dovecot master and every process below it, summed by process name."""
+    totals: dict[str, int] = {}
+    for pid, name in dovecot_processes(relay):
         try:
             for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
                 if line.startswith("Pss:"):
-                    total += int(line.split()[1]) * 1024
+                    totals[name] = totals.get(name, 0) + int(line.split()[1]) * 1024
         except OSError:
             pass
-    return total
+    return totals
 
 
-async def idle_client(port: int, user: str, ready: asyncio.Event, count: list[int]) -> None:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=TLS)
-    await reader.readline()
-    for tag, command in ((b"a", f'LOGIN "{user}" "{PASSWORD}"'), (b"b", "SELECT INBOX")):
-        writer.write(tag + b" " + command.encode() + b"\r\n")
-        while not (line := await reader.readline()).startswith(tag + b" "):
-            pass
-        assert line.startswith(tag + b" OK"), line
-    writer.write(b"c IDLE\r\n")
-    assert (await reader.readline()).startswith(b"+")
-    count[0] += 1
-    await ready.wait()
+async def idle_client(port: int, user: str, release: asyncio.Event, up: list[int],
+                      handshakes: asyncio.Semaphore) -> None:  # fmt: skip
+    """One Delta-Chat-like connection: TLS, LOGIN, SELECT INBOX, IDLE until released."""
+    async with handshakes:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=TLS)
+        await reader.readline()
+        for tag, command in ((b"a", f'LOGIN "{user}" "{PASSWORD}"'), (b"b", "SELECT INBOX")):
+            writer.write(tag + b" " + command.encode() + b"\r\n")
+            while not (line := await reader.readline()).startswith(tag + b" "):
+                if not line:
+                    raise ConnectionError(f"{user}: closed before {command.split()[0]}")
+            if not line.startswith(tag + b" OK"):
+                raise RuntimeError(f"{user}: {line!r}")
+        writer.write(b"c IDLE\r\n")
+        if not (await reader.readline()).startswith(b"+"):
+            raise RuntimeError(f"{user}: IDLE refused")
+    up[0] += 1
+    await release.wait()
     writer.write(b"DONE\r\n")
     writer.close()
 
 
-async def hold_idle(relay: LocalRelay, users: list[str], n: int, settle: float) -> tuple[int, int]:
-    """Open n IDLE connections; after `settle` seconds return (PSS before, PSS with them)."""
+def client_process(port: int, users: list[str], conn: Connection) -> None:
+    """One client process: IDLE connections for `users`; sends ("up", n) as they come up
+    (or ("error", text)), holds them until the parent sends anything, then closes them."""
+
+    async def run() -> None:
+        release, up = asyncio.Event(), [0]
+        asyncio.get_running_loop().add_reader(conn.fileno(), release.set)
+        handshakes = asyncio.Semaphore(HANDSHAKES_IN_FLIGHT)
+        tasks = [
+            asyncio.create_task(idle_client(port, user, release, up, handshakes)) for user in users
+        ]
+        reported = -1
+        while not release.is_set():
+            failed = [t for t in tasks if t.done() and not t.cancelled() and t.exception()]
+            if failed:
+                conn.send(("error", repr(failed[0].exception())))
+                break
+            if up[0] != reported:
+                reported = up[0]
+                conn.send(("up", reported))
+            await asyncio.sleep(0.25)
+        release.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    asyncio.run(run())
+
+
+def hold_idle(relay: LocalRelay, users: list[str], n: int, clients: int,
+              hibernate: bool) -> tuple[dict[str, int], dict[str, int], float]:  # fmt: skip
+    """Open n IDLE connections from `clients` processes; once they are all up (and, with
+    hibernation, moved into imap-hibernate) return (PSS by process name before, the same with
+    them, seconds to bring them up)."""
     before = dovecot_pss(relay)
-    ready, count = asyncio.Event(), [0]
-    tasks = []
-    for i in range(n):
-        user = users[i // PER_ACCOUNT]
-        tasks.append(asyncio.create_task(idle_client(relay.dovecot.imaps_port, user, ready, count)))
-        if i % 50 == 49:
-            await asyncio.sleep(0.05)
-    while count[0] < n:
-        failed = [t for t in tasks if t.done() and t.exception()]
-        if failed:
-            raise failed[0].exception()  # type: ignore[misc]
-        await asyncio.sleep(0.2)
-    await asyncio.sleep(settle)
-    after = dovecot_pss(relay)
-    ready.set()
-    await asyncio.gather(*tasks, return_exceptions=True)
-    return before, after
+    slots = [users[i // PER_ACCOUNT] for i in range(n)]
+    context = multiprocessing.get_context("fork")
+    pipes, workers = [], []
+    for k in range(clients):
+        parent, child = context.Pipe()
+        worker = context.Process(
+            target=client_process, args=(relay.dovecot.imaps_port, slots[k::clients], child)
+        )
+        worker.start()
+        pipes.append(parent)
+        workers.append(worker)
+    up = [0] * clients
+    started = last_print = time.monotonic()
+    try:
+        while sum(up) < n:
+            for ready in wait(pipes, timeout=600):
+                kind, value = ready.recv()  # type: ignore[union-attr]
+                if kind == "error":
+                    raise RuntimeError(f"a client failed after {sum(up)} connections: {value}")
+                up[pipes.index(ready)] = value
+            if time.monotonic() - last_print > 15:
+                last_print = time.monotonic()
+                print(f"#   {sum(up)} of {n} up after {last_print - started:.0f} s", flush=True)
+        ramp = time.monotonic() - started
+        print(f"#   all {n} up in {ramp:.0f} s", flush=True)
+        if hibernate:
+            wait_for_hibernation(relay, n)
+        else:
+            time.sleep(5)
+        after = dovecot_pss(relay)
+    finally:
+        for parent in pipes:
+            with contextlib.suppress(OSError):
+                parent.send("release")
+        for worker in workers:
+            worker.join(timeout=120)
+            if worker.is_alive():
+                worker.kill()
+    return before, after, ramp
+
+
+def wait_for_hibernation(relay: LocalRelay, n: int, timeout: float = 300) -> None:
+    """Until all but one in 1,000 connections have left their imap process for imap-hibernate."""
+    deadline = time.monotonic() + timeout
+    while True:
+        active = sum(1 for _pid, name in dovecot_processes(relay) if name == "imap")
+        if active <= n // 1000:
+            fds = [
+                len(list(Path(f"/proc/{pid}/fd").iterdir()))
+                for pid, name in dovecot_processes(relay)
+                if name == "imap-hibernate"
+            ]
+            print(f"#   hibernated ({active} imap processes left; {len(fds)} imap-hibernate "
+                  f"processes, descriptors {sorted(fds)})", flush=True)  # fmt: skip
+            time.sleep(5)
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{active} of {n} connections did not hibernate")
+        time.sleep(2)
 
 
 def make_accounts(relay: LocalRelay, count: int) -> list[str]:
+    """`count` accounts, each created by its first login (8 at a time)."""
     users = [f"idle{i:05d}@{relay.config.chatmail.mail_domain}" for i in range(count)]
-    for user in users:
+
+    def create(user: str) -> None:
         Imap(relay.dovecot.imaps_port).login(user, PASSWORD).close()
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(create, users))
     return users
 
 
-def idle_memory(connections: int, hibernate: bool) -> float:
+def print_dovecot_complaints(relay: LocalRelay, last: int = 20) -> None:
+    """The last warnings and errors of the relay's Dovecot log (its log goes with the run)."""
+    words = (" Warning: ", " Error: ", " Fatal: ", " Panic: ")
+    lines = [
+        line for line in relay.dovecot.log_text().splitlines() if any(w in line for w in words)
+    ]
+    print("\n".join(["# Dovecot said:", *lines[-last:]]), flush=True)
+
+
+def idle_memory(connections: int, clients: int, hibernate: bool) -> tuple[dict[str, float], float]:
+    """(Dovecot PSS bytes per 1,000 idle connections by process name, with "all" the sum;
+    seconds to bring them up)."""
     root = stack_dir("chatmail-bench-imap-")
     relay = LocalRelay(root, milter=False, config_sections={"auth": BENCH_AUTH})
     if not hibernate:
@@ -118,12 +260,18 @@ def idle_memory(connections: int, hibernate: bool) -> float:
     try:
         with relay:
             users = make_accounts(relay, -(-connections // PER_ACCOUNT))
-            before, after = asyncio.run(
-                hold_idle(relay, users, connections, 40 if hibernate else 5)
-            )
+            try:
+                before, after, ramp = hold_idle(relay, users, connections, clients, hibernate)
+            except RuntimeError:
+                print_dovecot_complaints(relay)
+                raise
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    return (after - before) / connections * 1000
+    names = set(before) | set(after)
+    grown = {name: after.get(name, 0) - before.get(name, 0) for name in names}
+    per_1000 = {name: value / connections * 1000 for name, value in grown.items()}
+    per_1000["all"] = sum(grown.values()) / connections * 1000
+    return per_1000, ramp
 
 
 def push_latency(messages: int) -> list[float]:
@@ -160,15 +308,37 @@ def push_latency(messages: int) -> list[float]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--connections", type=int, default=2000)
+    parser.add_argument("--connections", type=int, default=10000)
+    parser.add_argument("--without-connections", type=int, default=None,
+                        help="connections for the run without hibernation "
+                        "(default: --connections)")  # fmt: skip
+    parser.add_argument("--clients", type=int, default=2, help="client processes")
     parser.add_argument("--messages", type=int, default=1000)
     args = parser.parse_args()
-    for hibernate in (True, False):
-        per_1000 = idle_memory(args.connections, hibernate)
-        label = "with hibernation" if hibernate else "without hibernation"
-        print(f"{args.connections} idle IMAP connections {label}: "
-              f"{per_1000 / 2**20:.1f} MiB Dovecot PSS per 1,000", flush=True)  # fmt: skip
-    latencies = sorted(push_latency(args.messages))
+    # Dovecot's processes inherit this: Debian's dovecot.service has LimitNOFILE=65535, and the
+    # imap-hibernate process holds two descriptors per client (its socket, its inotify).
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard < DOVECOT_NOFILE:
+        print(f"# descriptors per process: {hard} here, {DOVECOT_NOFILE} under systemd", flush=True)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    per_1000: dict[bool, dict[str, float]] = {}
+    with relay_sysctl():
+        for hibernate in (True, False):
+            n = args.connections if hibernate else (args.without_connections or args.connections)
+            label = "with hibernation" if hibernate else "without hibernation"
+            print(f"# {n} idle IMAP connections {label} ...", flush=True)
+            per_1000[hibernate], ramp = idle_memory(n, args.clients, hibernate)
+            mib = per_1000[hibernate]["all"] / 2**20
+            print(f"{n} idle IMAP connections {label}: {mib:.1f} MiB Dovecot PSS per 1,000 "
+                  f"(all up in {ramp:.0f} s)", flush=True)  # fmt: skip
+            parts = sorted(per_1000[hibernate].items(), key=lambda item: -item[1])
+            print("#   of which " + ", ".join(
+                f"{name} {value / 2**20:.1f}" for name, value in parts
+                if name != "all" and abs(value) >= 2**20 / 10
+            ), flush=True)  # fmt: skip
+        latencies = sorted(push_latency(args.messages))
+    ratio = per_1000[True]["all"] / per_1000[False]["all"]
+    print(f"hibernation / without: {ratio:.2f} of the memory per connection", flush=True)
     p50 = statistics.median(latencies) * 1000
     p99 = latencies[int(len(latencies) * 0.99) - 1] * 1000
     print(f"LMTP delivery -> notification POST over {len(latencies)} messages: "
