@@ -536,7 +536,8 @@ class WebSection:
     operator_contact: str = _opt(
         _optional_email,
         "",
-        "the operator's e-mail address on the privacy page (default: postmaster@mail_domain)",
+        "the operator's e-mail address: on the privacy page and as IMAP METADATA /shared/admin "
+        "(default: postmaster@ the mail domain)",
     )
 
 

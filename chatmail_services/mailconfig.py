@@ -51,6 +51,12 @@ def domain_regex(domain: str) -> str:
     return re.sub(r"([.\[\]])", r"\\\1", domain)
 
 
+def operator_contact(config: Config) -> str:
+    """The operator's address: [web] operator_contact, else the mail domain's postmaster."""
+    domain = address_domain(config.chatmail.mail_domain)
+    return config.web.operator_contact or f"postmaster@{domain}"
+
+
 def postfix_values(config: Config) -> dict[str, object]:
     """The placeholder values that follow from the chatmail config alone.
 
@@ -72,6 +78,7 @@ def postfix_values(config: Config) -> dict[str, object]:
         "local_transport": DOVECOT_LMTP if literal else NO_LOCAL_DELIVERY,
         "max_message_size": config.chatmail.max_message_size,
         "max_recipients": config.chatmail.max_recipients,
+        "server_admin": f"mailto:{operator_contact(config)}",
     }
 
 

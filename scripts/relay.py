@@ -53,8 +53,8 @@ def client_instructions(relay: LocalRelay) -> str:
             f"new account (created on its first login): {addr}  password: {password}",
             "",
             "Delta Chat: New profile > Use other server > Log in with an existing address;",
-            f"  address {addr}, the password above; advanced: IMAP server 127.0.0.1, port",
-            f"  {relay.dovecot.imaps_port}, SSL/TLS; SMTP server 127.0.0.1, port "
+            f"  address {addr}, the password above; advanced: IMAP server {relay.address}, port",
+            f"  {relay.dovecot.imaps_port}, SSL/TLS; SMTP server {relay.address}, port "
             f"{relay.postfix.smtps_port}, SSL/TLS;",
             "  certificate checks: accept invalid certificates (the certificate is self-signed).",
             "or scan / paste this login QR:",

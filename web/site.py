@@ -16,6 +16,7 @@ import segno
 from chatmail_services.dnszone.mtasts import config_policy_text
 
 from chatmail_services.config import Config
+from chatmail_services.mailconfig import operator_contact
 from chatmail_services.templating import render_template
 
 from .newaccount import account_link
@@ -57,11 +58,6 @@ def qr_svg(text: str) -> str:
     return svg.replace("<svg ", '<svg role="img" aria-label="QR code for a new account" ', 1)
 
 
-def contact(config: Config) -> str:
-    """The operator's contact address for the pages."""
-    return config.web.operator_contact or f"postmaster@{config.chatmail.mail_domain}"
-
-
 def page_values(config: Config) -> dict[str, str]:
     """The HTML-escaped values the page templates use (the QR SVG is markup already)."""
     domain = config.chatmail.mail_domain
@@ -69,7 +65,7 @@ def page_values(config: Config) -> dict[str, str]:
     values = {
         "domain": domain,
         "account_link": link,
-        "contact": contact(config),
+        "contact": operator_contact(config),
         "delete_mails_after": config.expire.delete_mails_after,
         "delete_large_after": config.expire.delete_large_after,
         "large_message_size": human_size(config.expire.large_message_size),

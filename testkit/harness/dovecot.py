@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from chatmail_services.config import Config
+from chatmail_services.mailconfig import operator_contact
 
 from . import MAIL_USER, TEMPLATES, VENV_BIN, mail_ids
 from .net import free_port, process_running, wait_for_tcp, wait_for_unix
@@ -93,6 +94,7 @@ class Dovecot:
             "mail_uid": uid,
             "mail_gid": gid,
             "mail_user": MAIL_USER,
+            "server_admin": f"mailto:{operator_contact(self.config)}",
             "auth_dict_conf": dict_conf,
             "auth_lua": self.dir / "chatmail-auth.lua",
             "auth_socket": self.auth_socket or self.dir / "no-auth-socket",

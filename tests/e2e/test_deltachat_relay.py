@@ -20,18 +20,13 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
-from harness.messages import dkim_verifies, signature_domains, wait_until
+from harness.messages import dkim_verifies, maildir_files, signature_domains, wait_until
 
 pytestmark = pytest.mark.e2e
 
 TLS = ssl._create_unverified_context()
 IPV4 = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.])")
 IPV6 = re.compile(r"(?<![\w:])(?:[0-9a-fA-F]{1,4}:){2,7}[0-9a-fA-F]{0,4}(?![\w:])|::1\b")
-
-
-def maildir_files(home: Path) -> list[Path]:
-    """Every message file below an account's Maildir (all folders)."""
-    return sorted(p for p in home.rglob("*") if p.is_file() and p.parent.name in ("cur", "new"))
 
 
 def age_message(path: Path, delivered: int) -> Path:

@@ -72,6 +72,7 @@ def relay() -> Iterator[LocalRelay]:
             "turn_credential_lifetime": 86400,
             "app_versions_file": versions,
         },
+        "web": {"operator_contact": f"ops@{DOMAIN}"},
     }
     yield from _relay(sections)
     shutil.rmtree(root_files, ignore_errors=True)
@@ -206,6 +207,7 @@ def test_server_keys_when_configured(relay):
     assert password == base64.b64encode(digest).decode()
     # what Postfix enforces is the number told to clients
     assert postconf(relay, "smtpd_recipient_limit") == "77"
+    assert values["/shared/admin"] == f"mailto:ops@{DOMAIN}".encode()
 
 
 def test_server_keys_absent_when_not_configured(bare_relay):
@@ -217,6 +219,7 @@ def test_server_keys_absent_when_not_configured(bare_relay):
     for name in ("irohrelay", "turn", "appversions"):
         assert values.get(prefix + name) is None, name
     assert postconf(bare_relay, "smtpd_recipient_limit") == "1000"
+    assert values["/shared/admin"] == f"mailto:postmaster@{DOMAIN}".encode()  # the default
 
 
 def test_server_keys_cannot_be_set_by_clients(relay):

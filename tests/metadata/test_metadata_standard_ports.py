@@ -1,28 +1,36 @@
 """The local relay on the standard ports of a loopback address of its own (scripts/relay.py
 --address 127.0.0.27 --imaps-port 993 --smtps-port 465), as tools that assume the standard
-ports need it: what `cmrelayinfo` reads (IMAPS 993: METADATA, QUOTA; SMTPS 465: SIZE; the
-TURN server by STUN; the iroh relay by /generate_204) is there and reachable.
+ports need it: `cmrelayinfo` (PyPI), the tool chatmail admins use, reports the iroh relay, the
+TURN server, `maxsmtprecipients`, the message size and the quota the config sets.
 
-cmrelayinfo 0.2.1 itself, run with that address, does not get that far with Delta Chat core
-2.65: the core makes the IMAP host `imap.<address>` from the dclogin link it builds (no `ih`),
-which does not resolve. So this test asks the same questions the tool asks, itself."""
+cmrelayinfo 0.2.1 makes its probe account itself only on a first run: for an IP address it
+builds a dclogin link for `user@127.0.0.27`, without the brackets of an address literal, and
+neither this relay nor the reference one has such accounts (theirs are `user@[127.0.0.27]`).
+So the test gives it what it keeps after a first run, a cached Delta Chat profile, configured
+by the real core from the relay's own dclogin link, and runs the unmodified command on it."""
 
 from __future__ import annotations
 
 import http.server
+import json
 import os
 import shutil
 import smtplib
 import socket
 import ssl
 import struct
+import subprocess
+import sys
 import threading
+import time
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
-from harness import stack_dir
+from harness import VENV_BIN, stack_dir
 from harness.coturn import Coturn
+from harness.deltachat import deltachat_core
 from harness.imap import Imap
 from harness.messages import wait_until
 from harness.relay import LocalRelay, Ports
@@ -109,12 +117,61 @@ def test_what_cmrelayinfo_reads_is_there_on_the_standard_ports(stack):
     host, port, _expiry, _password = values[prefix + "turn"].decode().split(":")
     assert (host, port) == (ADDRESS, "3478")
     assert b"STORAGE 0 512000" in quota
+    assert values["/shared/admin"] == f"mailto:postmaster@[{ADDRESS}]".encode()
     with smtplib.SMTP_SSL(ADDRESS, 465, context=ssl._create_unverified_context()) as smtp:
         smtp.ehlo()
         assert int(smtp.esmtp_features["size"]) == relay.config.chatmail.max_message_size
     with urllib.request.urlopen(iroh.rstrip("/") + "/generate_204", timeout=10) as response:
         assert response.status == 204
     assert stun_binding(ADDRESS, 3478)
+
+
+def cmrelayinfo(cache: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "XDG_CACHE_HOME": str(cache), "PATH": f"{VENV_BIN}:{os.environ['PATH']}"}
+    return subprocess.run(
+        [sys.executable, "-m", "cmrelayinfo", "--timeout", "60", *args, f"[{ADDRESS}]"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
+def test_cmrelayinfo_reports_what_the_config_sets(stack, tmp_path):
+    relay = stack
+    cache = tmp_path / "cache"
+    profiles = cache / "cmrelayinfo" / "accounts" / f"[{ADDRESS}]"  # its cache, by relay
+    addr = f"relayinfo001@[{ADDRESS}]"
+    with deltachat_core(profiles) as core:
+        account = core.add_account()
+        account.add_transport_from_qr(relay.dclogin_uri(addr, "standard-ports-password"))
+        assert account.get_config("configured_addr") == addr
+
+    run = cmrelayinfo(cache, "--json")
+    assert run.returncode == 0, (run.stdout, run.stderr)
+    assert "0 created, 1 reused from cache" in run.stderr
+    (report,) = [json.loads(line) for line in run.stdout.splitlines()]
+    assert report["ok"], report
+    assert report["iroh_relay"] == relay.config.metadata.iroh_relay
+    assert report["iroh_reachable"] is True, report
+    assert report["turn"]["host"] == ADDRESS and report["turn"]["port"] == 3478, report
+    assert report["turn"]["expiry"] > time.time()
+    assert report["turn_reachable"] is True, report
+    assert report["maxsmtprecipients"] == 321
+    assert report["max_message_size"] == relay.config.chatmail.max_message_size
+    assert report["quota"]["storage_limit_kb"] == 512000
+    assert report["admin"] == f"mailto:postmaster@[{ADDRESS}]"  # no operator_contact set
+
+    table = cmrelayinfo(cache)
+    assert table.returncode == 0, (table.stdout, table.stderr)
+    header, row = table.stdout.splitlines()
+    assert header.split() == ["RELAY", "IROH", "TURN", "MAXRCPT", "MAXMSG", "QUOTA", "ADMIN"]
+    assert row.split() == [
+        f"[{ADDRESS}]",
+        "YES",
+        "YES",
+        "321",
+        "30MB",
+        "500MB",
+        f"postmaster@[{ADDRESS}]",
+    ]
 
 
 def test_a_relay_without_a_domain_name_delivers_to_its_address_literals(stack):
