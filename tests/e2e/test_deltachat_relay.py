@@ -20,7 +20,9 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
+from harness.coturn import Coturn
 from harness.messages import dkim_verifies, maildir_files, signature_domains, wait_until
+from harness.turnclient import allocate
 
 pytestmark = pytest.mark.e2e
 
@@ -102,7 +104,8 @@ def test_first_login_creates_the_accounts(relay, pair):
 
 def test_delta_chat_gets_the_relays_turn_server(relay, pair):
     """The real client reads the TURN metadata key (GETMETADATA after login) and offers the
-    relay's TURN server for calls, with REST credentials over the configured secret."""
+    relay's TURN server for calls, with REST credentials over the configured secret, which
+    coturn, configured by the same templates, accepts for an allocation."""
     from e2e.conftest import TURN_HOST, TURN_SECRET
 
     servers = wait_until(lambda: pair[0][0].ice_servers())
@@ -113,6 +116,10 @@ def test_delta_chat_gets_the_relays_turn_server(relay, pair):
     assert int(username) > time.time() + 86400
     digest = hmac.new(TURN_SECRET.encode(), username.encode(), hashlib.sha1).digest()
     assert credential == base64.b64encode(digest).decode()
+    port = relay.config.metadata.turn_port
+    with Coturn(relay.root, relay.config, port=port, address=TURN_HOST):
+        assert allocate(TURN_HOST, port, username, credential) == 0
+        assert allocate(TURN_HOST, port, username, credential[:-2] + "x=") == 401  # the control
 
 
 def test_printed_login_qr_configures_delta_chat(relay, deltachat):

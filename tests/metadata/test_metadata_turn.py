@@ -16,7 +16,7 @@ from harness.coturn import Coturn
 from harness.imap import Imap
 from harness.net import free_port
 from harness.relay import LocalRelay
-from metadata.turnclient import allocate
+from harness.turnclient import allocate
 
 pytestmark = pytest.mark.stack
 
