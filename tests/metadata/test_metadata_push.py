@@ -70,6 +70,28 @@ def deliver(relay: LocalRelay, to: str, sender: str = "friend@elsewhere.example"
         smtp.sendmail(sender, [to], message)
 
 
+def queue_files(relay: LocalRelay) -> list[Path]:
+    return list(Path(relay.config.metadata.queue_dir).glob("*.json"))
+
+
+def all_sent(relay: LocalRelay) -> None:
+    """Until the notifier's queue is empty: every notification made so far is done, so the
+    stand-in's counts are final (a pending one, or a retry, would still have its file)."""
+    wait_for(lambda: not queue_files(relay))
+
+
+def delivered(relay: LocalRelay, to: str, count: int) -> None:
+    """Until Postfix has `count` messages to `to` delivered over LMTP. Dovecot answers the
+    LMTP transaction after the push hook, and chatmail-metadata answers the hook after the
+    queue file is on disk: from then on, a notification of those messages is in the queue."""
+
+    def sent() -> int:
+        lines = relay.postfix.log_text().splitlines()
+        return sum(1 for line in lines if f" to=<{to}>," in line and " status=sent " in line)
+
+    wait_for(lambda: sent() >= count)
+
+
 def wait_for(condition, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -81,19 +103,19 @@ def test_one_post_per_token_of_the_recipient(relay, stand_in):
     address = with_tokens(relay, "pushed001", "tokA1", "tokA2")
     with_tokens(relay, "bystander", "tokB1")
     deliver(relay, address)
+    delivered(relay, address, 1)
     wait_for(lambda: stand_in.count("tokA1") == 1 and stand_in.count("tokA2") == 1)
-    time.sleep(2)  # and nothing more: no duplicate, nothing for the bystander
+    all_sent(relay)  # and nothing more: no duplicate, nothing for the bystander
     assert (stand_in.count("tokA1"), stand_in.count("tokA2"), stand_in.count("tokB1")) == (1, 1, 0)
-    queue = Path(relay.config.metadata.queue_dir)
-    wait_for(lambda: not list(queue.iterdir()))  # done notifications leave the queue
 
 
 def test_a_message_to_oneself_notifies_nobody(relay, stand_in):
     address = with_tokens(relay, "selfsend1", "tokSelf")
     deliver(relay, address, sender=address)
+    delivered(relay, address, 1)
     home = Path(relay.config.chatmail.mailboxes_dir) / address
-    wait_for(lambda: list(home.glob("new/*")))  # delivered
-    time.sleep(2)
+    assert list(home.glob("new/*"))
+    all_sent(relay)
     assert stand_in.count("tokSelf") == 0
 
 
@@ -108,9 +130,9 @@ def test_410_deletes_the_token(relay, stand_in):
     })  # fmt: skip
     imap.close()
     deliver(relay, address)
-    wait_for(lambda: stand_in.count("tokAlive") == 2)
-    time.sleep(1)
-    assert stand_in.count("tokDead") == 1
+    delivered(relay, address, 2)
+    all_sent(relay)
+    assert (stand_in.count("tokAlive"), stand_in.count("tokDead")) == (2, 1)
 
 
 def test_nothing_lost_while_the_service_is_down_and_the_notifier_killed(relay, stand_in):
@@ -118,16 +140,14 @@ def test_nothing_lost_while_the_service_is_down_and_the_notifier_killed(relay, s
     stand_in.stop()
     for _ in range(3):
         deliver(relay, address)
-    queue = Path(relay.config.metadata.queue_dir)
-    wait_for(lambda: len(list(queue.glob("*.json"))) == 3)
-    time.sleep(1.5)  # a few failed attempts
+    wait_for(lambda: len(queue_files(relay)) == 3)
+    # each has failed at least once (the attempt count is written back to its file)
+    wait_for(lambda: all(b'"attempts":0' not in path.read_bytes() for path in queue_files(relay)))
     relay.metadata.kill()  # SIGKILL
     relay.metadata.start()
     deliver(relay, address)  # the restarted service queues more (socket activation)
-    time.sleep(1)
+    wait_for(lambda: len(queue_files(relay)) == 4)
     assert stand_in.count("tokWait") == 0
     stand_in.start()
-    wait_for(lambda: stand_in.count("tokWait") >= 4, timeout=60)
-    time.sleep(2)
+    all_sent(relay)
     assert stand_in.count("tokWait") == 4  # at least once, and here exactly once
-    wait_for(lambda: not list(queue.iterdir()))
