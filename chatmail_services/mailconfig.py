@@ -57,6 +57,11 @@ def operator_contact(config: Config) -> str:
     return config.web.operator_contact or f"postmaster@{domain}"
 
 
+def server_admin(config: Config) -> str:
+    """Dovecot's mail_server_admin (IMAP METADATA /shared/admin): a mailto: URI."""
+    return f"mailto:{operator_contact(config)}"
+
+
 def postfix_values(config: Config) -> dict[str, object]:
     """The placeholder values that follow from the chatmail config alone.
 
@@ -78,7 +83,7 @@ def postfix_values(config: Config) -> dict[str, object]:
         "local_transport": DOVECOT_LMTP if literal else NO_LOCAL_DELIVERY,
         "max_message_size": config.chatmail.max_message_size,
         "max_recipients": config.chatmail.max_recipients,
-        "server_admin": f"mailto:{operator_contact(config)}",
+        "server_admin": server_admin(config),
     }
 
 

@@ -30,3 +30,8 @@ def stack_dir(prefix: str = "chatmail-stack-") -> Path:
     path = Path(tempfile.mkdtemp(prefix=prefix, dir=os.environ.get("CHATMAIL_STACK_TMP", "/tmp")))
     path.chmod(0o755)
     return path
+
+
+def read_logs(*paths: Path) -> str:
+    """The text of those of `paths` that exist, one after the other."""
+    return "\n".join(p.read_text(errors="replace") for p in paths if p.exists())

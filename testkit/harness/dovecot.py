@@ -10,9 +10,9 @@ import time
 from pathlib import Path
 
 from chatmail_services.config import Config
-from chatmail_services.mailconfig import operator_contact
+from chatmail_services.mailconfig import server_admin
 
-from . import MAIL_USER, TEMPLATES, VENV_BIN, mail_ids
+from . import MAIL_USER, TEMPLATES, VENV_BIN, mail_ids, read_logs
 from .net import free_port, process_running, wait_for_tcp, wait_for_unix
 from .render import render, render_text
 from .tls import self_signed_cert
@@ -94,7 +94,7 @@ class Dovecot:
             "mail_uid": uid,
             "mail_gid": gid,
             "mail_user": MAIL_USER,
-            "server_admin": f"mailto:{operator_contact(self.config)}",
+            "server_admin": server_admin(self.config),
             "auth_dict_conf": dict_conf,
             "auth_lua": self.dir / "chatmail-auth.lua",
             "auth_socket": self.auth_socket or self.dir / "no-auth-socket",
@@ -183,12 +183,7 @@ class Dovecot:
         )
 
     def output(self) -> str:
-        parts = [
-            p.read_text(errors="replace")
-            for p in (self.dir / "stdout.log", self.log_path)
-            if p.exists()
-        ]
-        return "\n".join(parts)
+        return read_logs(self.dir / "stdout.log", self.log_path)
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

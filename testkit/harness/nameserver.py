@@ -24,6 +24,8 @@ import dns.message
 import dns.query
 import dns.rcode
 
+from . import read_logs
+
 NSD = "/usr/sbin/nsd"
 NSD_CHECKZONE = "/usr/sbin/nsd-checkzone"
 TTL = 60
@@ -233,12 +235,7 @@ class NameServer:
             self.start()
 
     def output(self) -> str:
-        parts = [
-            p.read_text(errors="replace")
-            for p in (self.dir / "stdout.log", self.log_path)
-            if p.exists()
-        ]
-        return "\n".join(parts)
+        return read_logs(self.dir / "stdout.log", self.log_path)
 
     def __enter__(self) -> NameServer:
         return self.start()

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import socket
+import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -40,6 +44,27 @@ def wait_for_unix(path: Path, timeout: float = 15.0) -> None:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"nothing listens on {path}") from None
             time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def serving_on_own_socket(
+    command: Path, config_path: Path | str, socket_path: Path, log_path: Path
+) -> Iterator[subprocess.Popen]:
+    """`<command> --config <config> serve --socket <path>`, without socket activation, once it
+    listens; its output goes to `log_path`. On leaving: SIGTERM, and its exit awaited (the
+    caller checks `returncode`)."""
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [str(command), "--config", str(config_path), "serve", "--socket", str(socket_path)],
+            stdout=log,
+            stderr=log,
+        )
+    try:
+        wait_for_unix(socket_path, timeout=20)
+        yield proc
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(15)
 
 
 def process_running(pid: int) -> bool:

@@ -5,9 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
-import time
 from pathlib import Path
 
 from chatmail_services.authsocket.hashing import verify_password
@@ -19,6 +17,7 @@ from harness.authtools import (
     start_auth,
     userdb_lookup,
 )
+from harness.net import serving_on_own_socket
 
 USER = "abcdefghi@chat.example"
 PASSWORD = "s3cret-passw0rd"
@@ -101,25 +100,11 @@ def test_unknown_mail_user_is_a_config_error(make_config):
 
 
 def test_serve_binds_its_own_socket_without_activation(config, tmp_path):
-    path = tmp_path / "own.sock"
-    with open(tmp_path / "serve.log", "wb") as log:
-        proc = subprocess.Popen(
-            [str(CHATMAIL_AUTH), "--config", config.path, "serve", "--socket", str(path)],
-            stdout=log, stderr=log,
-        )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                assert exchange(path, HELLO_AUTH + userdb_lookup(USER), 1) == [b"N"]
-                break
-            except OSError:  # not bound or not listening yet
-                assert time.monotonic() < deadline and proc.poll() is None
-                time.sleep(0.02)
+    path, log = tmp_path / "own.sock", tmp_path / "serve.log"
+    with serving_on_own_socket(CHATMAIL_AUTH, config.path, path, log) as proc:
+        assert exchange(path, HELLO_AUTH + userdb_lookup(USER), 1) == [b"N"]
         assert (path.stat().st_mode & 0o777) == 0o660
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(15) == 0
+    assert proc.returncode == 0, log.read_text()
 
 
 def test_debug_level_logs_addresses(make_config, tmp_path):

@@ -3,13 +3,12 @@ sandbox, exit 78 on a bad configuration, and `serve --socket` without activation
 
 from __future__ import annotations
 
-import signal
 import socket
 import subprocess
-import time
 from pathlib import Path
 
 from harness import VENV_BIN
+from harness.net import serving_on_own_socket
 from harness.units import unit_config
 from package.unitfiles import stage_units, verify
 
@@ -55,31 +54,14 @@ def test_unreadable_turn_secret_is_exit_78(make_config, tmp_path):
 
 
 def test_serve_binds_its_own_socket_without_activation(config, tmp_path):
-    path = tmp_path / "own.sock"
-    proc = subprocess.Popen(
-        [str(COMMAND), "--config", config.path, "serve", "--socket", str(path)],
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 20
-        while not path.exists():
-            assert time.monotonic() < deadline and proc.poll() is None
-            time.sleep(0.02)
+    path, log = tmp_path / "own.sock", tmp_path / "serve.log"
+    with serving_on_own_socket(COMMAND, config.path, path, log) as proc:
         key = "shared/" + "0" * 32 + "/vendor/vendor.dovecot/pvt/server/vendor/deltachat/"
         with socket.socket(socket.AF_UNIX) as sock:
             sock.settimeout(10)
-            for _ in range(100):
-                try:
-                    sock.connect(str(path))
-                    break
-                except ConnectionRefusedError:
-                    time.sleep(0.05)
+            sock.connect(str(path))
             sock.sendall(f"H3\t2\t0\t\tmetadata\nL{key}maxsmtprecipients\t\n".encode())
             assert sock.recv(100) == b"O1000\n"
         assert oct(path.stat().st_mode & 0o777) == "0o660"
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=15)
-    assert proc.returncode == 0, err
-    assert "Traceback" not in err
+    assert proc.returncode == 0, log.read_text()
+    assert "Traceback" not in log.read_text()

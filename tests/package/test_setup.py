@@ -15,23 +15,12 @@ import secrets
 import pytest
 from harness.container import Container
 from harness.deltachat import deltachat_core_in, verify_and_chat
+from package import test_systemd
 from package.test_systemd import DOMAIN, MAIL_STACK, _active, _apt, _with_package
 
 pytestmark = pytest.mark.package
 
-CONFIG = f"""\
-[chatmail]
-mail_domain = {DOMAIN}
-
-[auth]
-# a busy test machine must not refuse account creation
-max_load_1m = 1000
-min_available_memory = 0
-min_free_disk = 0
-
-[tls]
-self_signed = yes
-"""
+CONFIG = test_systemd.CONFIG + "\n[tls]\nself_signed = yes\n"  # the systemd tests' config
 WATCHED = (
     "/etc/postfix /etc/dovecot /etc/chatmail /etc/turnserver.conf /etc/nginx /var/lib/chatmail/www"
 )

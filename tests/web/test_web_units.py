@@ -5,11 +5,11 @@ activation, and `site` writing into a directory."""
 from __future__ import annotations
 
 import subprocess
-import time
 from pathlib import Path
 
 from chatmail_services.web.site import site_files
 from harness import VENV_BIN
+from harness.net import serving_on_own_socket
 from harness.units import UNITS_DIR, unit_config
 from package.unitfiles import stage_units, verify
 from web.webclient import exchange, request
@@ -55,31 +55,13 @@ def test_bad_config_is_exit_78(tmp_path):
 
 
 def test_serve_binds_its_own_socket_without_activation(config, tmp_path):
-    path = tmp_path / "own.sock"
-    proc = subprocess.Popen(
-        [str(COMMAND), "--config", config.path, "serve", "--socket", str(path)],
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 20
-        while not path.exists():
-            assert time.monotonic() < deadline and proc.poll() is None
-            time.sleep(0.02)
-        answer = None
-        while answer is None:
-            try:
-                answer = exchange(path, request("POST"))
-            except (ConnectionRefusedError, FileNotFoundError):
-                assert time.monotonic() < deadline
-                time.sleep(0.02)
+    path, log = tmp_path / "own.sock", tmp_path / "serve.log"
+    with serving_on_own_socket(COMMAND, config.path, path, log) as proc:
+        answer = exchange(path, request("POST"))
         assert answer.status == 200 and answer.json()["email"].endswith("@chat.example")
         assert path.stat().st_mode & 0o777 == 0o660
-    finally:
-        proc.terminate()
-        _out, err = proc.communicate(timeout=10)
-    assert proc.returncode == 0, err
-    assert "stopped" in err
+    assert proc.returncode == 0, log.read_text()
+    assert "stopped" in log.read_text()
 
 
 def test_site_command_writes_the_files(config, tmp_path):
