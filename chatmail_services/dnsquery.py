@@ -2,8 +2,10 @@
 
 One place for the resolver set-up and for the meaning of failures, shared by the milter's DKIM
 key look-ups and `chatmail-dns --check`: a name that does not exist or has no record of the
-type is an empty answer; anything else that goes wrong (timeout, SERVFAIL, no server reachable)
-raises `DnsTemporaryError`, which callers turn into a temporary failure, never an accept.
+type is an empty answer, and so is a name that cannot exist (`parse_name`: a label over 63
+octets, an empty label, over 255 octets in all), which is never asked; anything else that
+goes wrong (timeout, SERVFAIL, no server reachable) raises `DnsTemporaryError`, which callers
+turn into a temporary failure, never an accept.
 """
 
 from __future__ import annotations
@@ -19,6 +21,26 @@ import dns.resolver
 
 class DnsTemporaryError(Exception):
     """The answer could not be had now; asking again later may succeed."""
+
+
+class BadName(ValueError):
+    """Text that is no DNS name (RFC 1035 2.3.4 limits): no such name can exist."""
+
+
+_WHY = {
+    dns.name.EmptyLabel: "an empty label",
+    dns.name.LabelTooLong: "a label longer than 63 octets",
+    dns.name.NameTooLong: "longer than 255 octets",
+}
+
+
+def parse_name(text: str) -> dns.name.Name:
+    """`text` as an absolute DNS name; `BadName` says why it cannot be one."""
+    try:
+        return dns.name.from_text(text)
+    except (dns.exception.DNSException, ValueError) as exc:  # also bad escapes, IDNA errors
+        why = _WHY.get(type(exc), type(exc).__name__)
+        raise BadName(f"not a DNS name: {why}") from None
 
 
 @dataclass(frozen=True)
@@ -65,8 +87,8 @@ def make_resolver(
 def query(resolver: dns.resolver.Resolver, name: str, rdtype: str) -> Answer:
     """All records of `rdtype` at `name`; empty if the name or the type does not exist."""
     try:
-        answer = resolver.resolve(dns.name.from_text(name), rdtype, search=False)
-    except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
+        answer = resolver.resolve(parse_name(name), rdtype, search=False)
+    except (BadName, dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
         return Answer((), 0)
     except (dns.exception.Timeout, dns.resolver.NoNameservers, dns.resolver.LifetimeTimeout) as exc:
         raise DnsTemporaryError(f"DNS look-up of {rdtype} failed: {type(exc).__name__}") from None
@@ -79,8 +101,8 @@ def query(resolver: dns.resolver.Resolver, name: str, rdtype: str) -> Answer:
 def txt_strings(resolver: dns.resolver.Resolver, name: str) -> tuple[tuple[bytes, ...], int]:
     """The TXT records at `name`, each as its character-strings joined, and the TTL."""
     try:
-        answer = resolver.resolve(dns.name.from_text(name), dns.rdatatype.TXT, search=False)
-    except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
+        answer = resolver.resolve(parse_name(name), dns.rdatatype.TXT, search=False)
+    except (BadName, dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
         return (), 0
     except dns.exception.DNSException as exc:
         raise DnsTemporaryError(f"DNS look-up of TXT failed: {type(exc).__name__}") from None

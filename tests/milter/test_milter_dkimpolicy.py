@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 import pytest
 from chatmail_services.milter import dkimpolicy
 from chatmail_services.milter.dkimpolicy import Check, TagListError, parse_tag_list
@@ -80,8 +82,8 @@ def test_real_signature_value_parses():
 # -- selection and verdicts --
 
 
-def sig(domain="other.example", extra="") -> tuple[str, str]:
-    return ("dkim-signature", f"v=1; a=rsa-sha256; d={domain}; s=sel; h=from; bh=x; b=y{extra}")
+def sig(domain="other.example", extra="", h="from") -> tuple[str, str]:
+    return ("dkim-signature", f"v=1; a=rsa-sha256; d={domain}; s=sel; h={h}; bh=x; b=y{extra}")
 
 
 def headers(*sigs, sender="<x@other.example>"):
@@ -134,6 +136,35 @@ def test_a_signature_with_l_tag_is_never_used():
     assert check.asked == [] and only_l.text == "No valid DKIM signature found"
 
 
+def test_a_signature_whose_h_lacks_from_is_never_used():
+    """RFC 6376 6.1.1: a signature that does not cover From says nothing about it."""
+    check = Checker({0: Check.VALID, 1: Check.VALID})
+    no_from = sig(h="subject : to")
+    verdict = dkimpolicy.decide(headers(no_from), check, 5)
+    assert check.asked == [] and not verdict.accepted
+    assert (verdict.code, verdict.text) == ("554", "No valid DKIM signature found")
+    assert dkimpolicy.decide(headers(no_from, sig(h="Subject:\r\n FROM")), check, 5).accepted
+    assert check.asked == [1]
+
+
+@pytest.mark.parametrize("h", ["", "x-from", "from-x:to", "fro m", "subject:to:reply-to"])
+def test_h_lists_without_the_from_field_do_not_count(h):
+    check = Checker({0: Check.VALID})
+    assert not dkimpolicy.decide(headers(sig(h=h)), check, 5).accepted
+    assert check.asked == []
+
+
+FIELD_NAMES = st.sampled_from(["from", "From", "FROM", "to", "subject", "x-from", "fromx", "date"])
+
+
+@given(st.lists(FIELD_NAMES, max_size=6), st.sampled_from([":", " : ", ":\r\n\t", "\t:"]))
+def test_a_signature_is_used_exactly_when_its_h_names_from(names, colon):
+    value = f"v=1; a=rsa-sha256; d=other.example; s=sel; h={colon.join(names)}; bh=x; b=y"
+    check = Checker({0: Check.VALID})
+    verdict = dkimpolicy.decide(headers(("dkim-signature", value)), check, 5)
+    assert verdict.accepted == ("from" in [n.lower() for n in names])
+
+
 def test_malformed_signature_is_skipped_not_fatal():
     check = Checker({1: Check.VALID})
     bad = ("dkim-signature", "v=1; d=other.example; s=sel; d=twice")
@@ -171,15 +202,51 @@ def test_dns_failure_is_a_temporary_failure_unless_another_is_valid():
 
 
 @pytest.mark.parametrize(
-    "sender",
-    ["<user@[192.0.2.1]>", "user@[192.0.2.1]", '"Some One" <u@[IPv6:2001:db8::1]>'],
+    ("sender", "client"),
+    [
+        ("<user@[192.0.2.1]>", "192.0.2.1"),
+        ("user@[192.0.2.1]", "::ffff:192.0.2.1"),
+        ('"Some One" <u@[IPv6:2001:db8::1]>', "2001:db8:0:0::1"),
+        ("<u@[IPv6:2001:DB8::1]>", "2001:db8::1"),
+    ],
 )
-def test_address_literal_from_is_exempt(sender):
+def test_address_literal_from_of_the_connecting_client_needs_no_dkim(sender, client):
     check = Checker({})
-    verdict = dkimpolicy.decide(headers(sender=sender), check, 5)
+    verdict = dkimpolicy.decide(headers(sender=sender), check, 5, ipaddress.ip_address(client))
     assert verdict.accepted
-    assert verdict.reason == "From is an address literal: DKIM not required"
+    assert verdict.reason == "From is the sending server's address literal: DKIM not required"
     assert check.asked == []
+
+
+@pytest.mark.parametrize(
+    ("sender", "client"),
+    [
+        ("<user@[192.0.2.1]>", "192.0.2.2"),
+        ("<user@[192.0.2.1]>", None),  # no address from connect (e.g. a unix socket)
+        ("<u@[IPv6:2001:db8::1]>", "2001:db8::2"),
+        ("<u@[IPv6:::ffff:192.0.2.1]>", "192.0.2.2"),
+    ],
+)
+def test_address_literal_from_of_another_address_is_refused(sender, client):
+    check = Checker({0: Check.VALID})
+    ip = None if client is None else ipaddress.ip_address(client)
+    verdict = dkimpolicy.decide(headers(sig(), sender=sender), check, 5, ip)
+    assert (verdict.action, verdict.code, verdict.xcode) == ("reject", "554", "5.7.1")
+    assert verdict.text == "From address literal is not the sending server's address"
+    assert verdict.reason == "From address literal differs from the client address"
+    assert check.asked == []  # no signature can stand in for the address
+
+
+@given(st.ip_addresses(), st.ip_addresses())
+def test_an_address_literal_passes_exactly_when_it_is_the_client(literal_ip, client):
+    literal = f"[IPv6:{literal_ip}]" if literal_ip.version == 6 else f"[{literal_ip}]"
+    verdict = dkimpolicy.decide(headers(sender=f"<u@{literal}>"), Checker({}), 5, client)
+
+    def plain(ip):
+        return getattr(ip, "ipv4_mapped", None) or ip
+
+    assert verdict.accepted == (plain(literal_ip) == plain(client))
+    assert str(client) not in verdict.reason + verdict.text  # never an IP in a log line
 
 
 @pytest.mark.parametrize(
@@ -211,7 +278,7 @@ def test_verdict_never_accepts_without_a_valid_result(results, extra):
 def test_every_ip_literal_is_recognised(ip, local, angle):
     literal = f"[IPv6:{ip}]" if ip.version == 6 else f"[{ip}]"
     value = f"<{local}@{literal}>" if angle else f"{local}@{literal}"
-    assert dkimpolicy.from_domain([("from", value)]) == dkimpolicy.FromDomain(literal, True)
+    assert dkimpolicy.from_domain([("from", value)]) == dkimpolicy.FromDomain(literal, True, ip)
 
 
 @given(st.text(max_size=60))
