@@ -1,6 +1,11 @@
 """One dict connection of chatmail-metadata: dict protocol commands -> tokens, server keys,
 notifications (`/private/messagenew`, set by Dovecot's LMTP push hook).
 
+Dovecot names the dict in the hello line: `metadata` is what IMAP clients' METADATA commands
+reach (tokens, server keys), `push` only the LMTP process (its own `mail_attribute_dict`), where
+the push hook sets `/private/messagenew` after a delivery. Only there does that key notify: a
+client's SETMETADATA of it arrives on `metadata` and is refused like any read-only key.
+
 Dovecot names the account in the lookup's second field and in the transaction's `B` line;
 the mailbox GUID in the key does not matter (tokens are per account, whatever mailbox the
 client set them on). An account that does not exist has no tokens and gets none stored.
@@ -24,7 +29,9 @@ from .serverkeys import Turn
 
 log = logging.getLogger("chatmail.metadata")
 
-METADATA_DICT = "metadata"
+METADATA_DICT = "metadata"  # IMAP clients' METADATA (imap processes)
+PUSH_DICT = "push"  # the LMTP push hook only (protocol lmtp's mail_attribute_dict)
+DICTS = (METADATA_DICT, PUSH_DICT)
 MESSAGE_NEW = "messagenew"
 Notify = Callable[[str, list[str]], None]
 
@@ -90,18 +97,20 @@ class Session:
         """Serve one line; return the reply, a `Deferred`, or None when no reply is due."""
         cmd = dictproto.parse_line(line)
         if isinstance(cmd, dictproto.Hello):
-            if cmd.name != METADATA_DICT:
+            if cmd.name not in DICTS:
                 log.warning("hello for unknown dict %r: its commands will fail", cmd.name)
             self.name = cmd.name
             return None
         if isinstance(cmd, dictproto.Bad):
             log.info("bad dict line: %s", cmd.reason)
             return dictproto.fail(cmd.reason) if cmd.reply_due else None
-        if self.name != METADATA_DICT:
+        if self.name not in DICTS:
             if isinstance(cmd, (dictproto.Lookup, dictproto.Iterate, dictproto.Commit)):
                 return dictproto.fail(f"unknown dict {self.name!r}")
             return None
         if isinstance(cmd, dictproto.Lookup):
+            if self.name == PUSH_DICT:
+                return dictproto.NOT_FOUND  # the hook only sets; nothing to read there
             return self._lookup(cmd.key, cmd.user)
         if self.transactions.track(cmd):
             return None
@@ -128,12 +137,11 @@ class Session:
         transaction = self.transactions.pop(tid, None)
         if transaction is None:
             return dictproto.NOT_FOUND
-        new_tokens, message_new = [], False
+        if self.name == PUSH_DICT:
+            return self._commit_push(tid, transaction)
+        new_tokens = []
         for change in transaction.changes:
             key = keys.parse_key(change.key)
-            if isinstance(key, keys.PrivateKey) and key.name == MESSAGE_NEW:
-                message_new = message_new or change.op == "S"
-                continue
             if not keys.is_device_token(key):
                 return dictproto.commit_fail(tid, "this metadata key is read-only")
             if change.op == "U":
@@ -145,38 +153,55 @@ class Session:
             except tokens.TokenError as exc:
                 log.info("device token refused: %s", exc)
                 return dictproto.commit_fail(tid, str(exc))
-        if not new_tokens and not message_new:
+        if not new_tokens:
             return dictproto.ok()
         home = account_home(self.settings, transaction.user)
         if home is None:
             return dictproto.commit_fail(tid, "no such account")
-        settings, notify, user = self.settings, self.notify, transaction.user
+        settings, user = self.settings, transaction.user
 
         def work() -> str:
             now = int(time.time())
-            if new_tokens:
 
-                def change(current: list[tokens.Token]) -> list[tokens.Token]:
-                    for value in new_tokens:
-                        current = tokens.add(
-                            current, value, now, settings.max_tokens, settings.max_age
-                        )
-                    return current
+            def change(current: list[tokens.Token]) -> list[tokens.Token]:
+                for value in new_tokens:
+                    current = tokens.add(current, value, now, settings.max_tokens, settings.max_age)
+                return current
 
-                try:
-                    stored = store.update(home, change)
-                except OSError as exc:
-                    log.error("cannot store a device token: %s", exc.strerror)
-                    return dictproto.commit_fail(tid, "cannot store the device token")
-                log.info("device token stored (%d for the account)", len(stored))
-                log.debug("device token stored for %s", user)
-            if message_new and notify is not None:
-                current = tokens.live(store.read(home), now, settings.max_age)
-                try:
-                    notify(home.name, [t.value for t in current])
-                except OSError as exc:
-                    log.error("cannot queue a notification: %s", exc.strerror)
-                    return dictproto.commit_fail(tid, "cannot queue the notification")
+            try:
+                stored = store.update(home, change)
+            except OSError as exc:
+                log.error("cannot store a device token: %s", exc.strerror)
+                return dictproto.commit_fail(tid, "cannot store the device token")
+            log.info("device token stored (%d for the account)", len(stored))
+            log.debug("device token stored for %s", user)
+            return dictproto.ok()
+
+        return Deferred(work, lambda reply: reply)
+
+    def _commit_push(self, tid: str, transaction: dictproto.Transaction) -> str | Deferred:
+        """The LMTP hook's transaction: `/private/messagenew` set after a delivery, nothing
+        else. Queues one notification per live token of the account."""
+        message_new = False
+        for change in transaction.changes:
+            key = keys.parse_key(change.key)
+            if not (isinstance(key, keys.PrivateKey) and key.name == MESSAGE_NEW):
+                return dictproto.commit_fail(tid, "only the push hook's key is taken here")
+            message_new = message_new or change.op == "S"
+        if not message_new or self.notify is None:
+            return dictproto.ok()
+        home = account_home(self.settings, transaction.user)
+        if home is None:
+            return dictproto.commit_fail(tid, "no such account")
+        settings, notify = self.settings, self.notify
+
+        def work() -> str:
+            current = tokens.live(store.read(home), int(time.time()), settings.max_age)
+            try:
+                notify(home.name, [t.value for t in current])
+            except OSError as exc:
+                log.error("cannot queue a notification: %s", exc.strerror)
+                return dictproto.commit_fail(tid, "cannot queue the notification")
             return dictproto.ok()
 
         return Deferred(work, lambda reply: reply)

@@ -151,3 +151,29 @@ def test_nothing_lost_while_the_service_is_down_and_the_notifier_killed(relay, s
     stand_in.start()
     all_sent(relay)
     assert stand_in.count("tokWait") == 4  # at least once, and here exactly once
+
+
+def test_a_client_cannot_set_messagenew_only_a_delivery_notifies(relay, stand_in):
+    """An IMAP client's SETMETADATA of the hook's key, on any mailbox, in any case, is refused
+    and sends nothing; one real delivery beside it makes exactly one POST."""
+    address = with_tokens(relay, "forger001", "tokForge")
+    imap = Imap(relay.dovecot.imaps_port).login(address, PASSWORD)
+    imap.ok('CREATE "Other"')
+    for mailbox, key in [
+        ("INBOX", "/private/messagenew"),
+        ("INBOX", "/PRIVATE/MessageNew"),
+        ("Other", "/private/messagenew"),
+        ("INBOX", "/shared/messagenew"),
+    ]:
+        for _ in range(3):
+            status, _ = imap.command(f'SETMETADATA "{mailbox}" ({key} "1")')
+            assert not status.startswith(b"OK"), (mailbox, key, status)
+    imap.close()
+    # a set that had been taken would be queued before its reply: the queue is final here
+    all_sent(relay)
+    assert stand_in.count("tokForge") == 0
+    deliver(relay, address)
+    delivered(relay, address, 1)
+    wait_for(lambda: stand_in.count("tokForge") == 1)
+    all_sent(relay)
+    assert stand_in.count("tokForge") == 1

@@ -174,3 +174,28 @@ def test_app_versions_too_large(tmp_path):
     big.write_text(json.dumps({"x": "y" * serverkeys.MAX_APP_VERSIONS_BYTES}))
     assert serverkeys.app_versions(str(big)) is None
     assert serverkeys.app_versions("") is None
+
+
+def _message_new(session: Session, tid: str, key: str = f"priv/{GUID}/messagenew") -> str | None:
+    for line in (f"B{tid}\t{USER}", f"S{tid}\t{key}\t1"):
+        assert run(session, line) is None
+    return run(session, f"C{tid}")
+
+
+def test_only_the_push_dict_notifies(config, home):
+    """`/private/messagenew` notifies only on the LMTP hook's dict (`push`); on the IMAP
+    clients' dict (`metadata`) it is refused like any read-only key."""
+    calls: list[tuple[str, list[str]]] = []
+    imap = Session(settings_from_config(config), lambda a, t: calls.append((a, t)))
+    assert run(imap, HELLO) is None
+    assert set_token(imap, "tok1") == "O\n"
+    assert _message_new(imap, "2").startswith("F")
+    assert calls == []
+    hook = Session(settings_from_config(config), lambda a, t: calls.append((a, t)))
+    assert run(hook, "H3\t2\t0\t\tpush") is None
+    assert _message_new(hook, "3") == "O\n"
+    assert calls == [(USER, ["tok1"])]
+    # the hook's dict takes nothing else and reads nothing
+    assert _message_new(hook, "4", TOKEN_KEY).startswith("F")
+    assert run(hook, f"L{TOKEN_KEY}\t{USER}") == "N\n"
+    assert calls == [(USER, ["tok1"])]
