@@ -15,6 +15,8 @@ import ipaddress
 import os
 import re
 import socket
+import string
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -40,6 +42,45 @@ class ConfigError(Exception):
 class SettingsError(ConfigError):
     """The configuration parses but cannot be served: it names a user, file or key that is
     missing or unusable (one line for the admin)."""
+
+
+# -- characters: none of a value may be a control character; each kind allows its own set --
+
+# Values are rendered into Postfix, Dovecot, nginx and coturn files, the web pages and Lua:
+# each kind allows only characters that mean nothing in any of them (docs/configuration.md).
+PATH_CHARS = frozenset(string.ascii_letters + string.digits + "/._+@-")
+WORD_CHARS = frozenset(string.ascii_letters + string.digits + "_.-")
+LOCAL_PART_CHARS = frozenset(string.ascii_letters + string.digits + "._+&-")
+HOST_CHARS = frozenset(string.ascii_lowercase + string.digits + ".-")
+URL_CHARS = frozenset(string.ascii_letters + string.digits + "-._~:/?[]@!&+,=%")
+_CHAR_NAMES = {"\n": "line break", "\r": "carriage return", "\t": "tab", "\0": "NUL byte"}
+
+
+def describe_char(char: str) -> str:
+    """A character as an error names it: `'#'`, or `line break (U+000A)` when invisible."""
+    if char.isprintable():
+        return repr(char)
+    kind = "control character" if unicodedata.category(char) == "Cc" else "invisible character"
+    return f"{_CHAR_NAMES.get(char, kind)} (U+{ord(char):04X})"
+
+
+def refuse_control(text: str) -> None:
+    """ValueError naming the first control (or other non-printing) character of a value.
+
+    A line break comes from configparser, which joins an indented next line to the value."""
+    for index, char in enumerate(text):
+        if not char.isprintable() and char != " ":
+            hint = " (an indented line continues the value above it)" if char == "\n" else ""
+            raise ValueError(f"{describe_char(char)} at position {index + 1} is not allowed{hint}")
+
+
+def _only(value: str, allowed: frozenset[str], what: str) -> str:
+    """`value` if each of its characters is in `allowed`, else ValueError naming the first
+    one that is not (`what`: the kind and its characters, for the message)."""
+    for char in value:
+        if char not in allowed:
+            raise ValueError(f"{describe_char(char)} is not allowed in {what}")
+    return value
 
 
 # -- value parsers: each takes the raw string and returns the value or raises ValueError --
@@ -91,11 +132,11 @@ def _positive_size(text: str) -> int:
 
 
 def _abs_path(text: str) -> str:
+    """An absolute path of letters, digits and `/ . _ + @ -` (normalized)."""
     value = text.strip()
     if not value.startswith("/"):
         raise ValueError(f"must be an absolute path, got {value!r}")
-    if "\0" in value:
-        raise ValueError("must not contain a NUL byte")
+    _only(value, PATH_CHARS, "a path (letters, digits and / . _ + @ -)")
     return os.path.normpath(value)
 
 
@@ -116,7 +157,9 @@ def _name_or_ipv4(value: str, no_ipv6: str, neither: str) -> str:
         address = ipaddress.ip_address(value)
     except ValueError:
         if not _is_host_name(value):
-            raise ValueError(f"{neither}: {value!r}") from None
+            bad = [char for char in value if char not in HOST_CHARS]
+            because = f" ({describe_char(bad[0])} is not allowed)" if bad else ""
+            raise ValueError(f"{neither}: {value!r}{because}") from None
         return value
     if address.version == 6:
         raise ValueError(f"{no_ipv6}, use a name: {value!r}")
@@ -133,10 +176,8 @@ def _mail_domain(text: str) -> str:
 
 
 def _word(text: str) -> str:
-    value = text.strip()
-    if value and not re.fullmatch(r"[A-Za-z0-9_.-]+", value):
-        raise ValueError(f"not a user name: {value!r}")
-    return value
+    """A user name (letters, digits and `_ . -`), or empty."""
+    return _only(text.strip(), WORD_CHARS, "a user name (letters, digits and _ . -)")
 
 
 def _log_level(text: str) -> str:
@@ -198,7 +239,7 @@ def _optional_ip(version: int) -> Callable[[str], str]:
             address = ipaddress.ip_address(value)
         except ValueError:
             raise ValueError(f"not an IPv{version} address: {value!r}") from None
-        if address.version != version:
+        if address.version != version or getattr(address, "scope_id", None):
             raise ValueError(f"not an IPv{version} address: {value!r}")
         return str(address)
 
@@ -212,21 +253,26 @@ def _mta_sts_mode(text: str) -> str:
     return value
 
 
-def _printable(text: str) -> str:
-    value = text.strip()
-    if any(not " " <= c <= "~" for c in value) or '"' in value:
-        raise ValueError(f"must be printable ASCII without quotes: {value!r}")
-    return value
+def _url(*schemes: str) -> Callable[[str], str]:
+    """A parser of URLs with one of `schemes`, a host and URL characters only; or empty."""
+    wanted = " or ".join(f"{scheme}://" for scheme in schemes)
+
+    def parse(text: str) -> str:
+        value = text.strip()
+        if not value:
+            return ""
+        scheme, sep, rest = value.partition("://")
+        if not sep or scheme.lower() not in schemes or not rest or rest[0] in "/?":
+            raise ValueError(f"must be an {wanted} URL with a host: {value!r}")
+        return _only(
+            value, URL_CHARS, "a URL (letters, digits and - . _ ~ : / ? [ ] @ ! & + , = %)"
+        )
+
+    return parse
 
 
-def _optional_url(text: str) -> str:
-    """An http(s) URL of printable ASCII without spaces, or empty."""
-    value = text.strip()
-    if not value:
-        return ""
-    if not re.fullmatch(r"https?://[!-~]+", value):
-        raise ValueError(f"must be an http:// or https:// URL without spaces: {value!r}")
-    return value
+_optional_url = _url("http", "https")
+_optional_https_url = _url("https")
 
 
 def _optional_host(text: str) -> str:
@@ -409,7 +455,9 @@ class DnsSection:
         _int_range(86400, 31557600), "2419200", "MTA-STS policy lifetime in seconds"
     )
     acme_account_uri: str = _opt(
-        _printable, "", "ACME account URI for the CAA record (empty: CAA without accounturi)"
+        _optional_https_url,
+        "",
+        "ACME account URI for the CAA record (empty: CAA without accounturi)",
     )
 
 
@@ -449,7 +497,7 @@ class MetadataSection:
         "JSON file told to clients as appversions (missing or empty setting: none)",
     )
     notify_url: str = _opt(
-        _optional_url,
+        _optional_https_url,
         "https://notifications.delta.chat/notify",
         "notification service a new message's device tokens are POSTed to (empty: no push)",
     )
@@ -459,13 +507,21 @@ class MetadataSection:
         "CA certificates the notification service is checked against (default: the system's)",
     )
     queue_dir: str = _opt(
-        _abs_path, "/var/lib/chatmail/notify-queue", "pending notifications, one file each"
+        _abs_path,
+        "/var/lib/chatmail/notify-queue",
+        "pending notifications, one file per device token at most",
+    )
+    notify_queue_max: int = _opt(
+        _int_range(1, 10000000),
+        "20000",
+        "pending notifications kept at most (one per device token); beyond, new ones are "
+        "dropped and counted in the log",
     )
     notify_retry_base: float = _opt(
         _positive_float, "8", "seconds before the first retry; doubled after each failure"
     )
     notify_give_up_after: int = _opt(
-        _int_range(1), "18000", "seconds after the first attempt a notification is given up"
+        _int_range(1), "18000", "seconds after its newest message a notification is given up"
     )
     notify_concurrency: int = _opt(_int_range(1, 256), "8", "notifications sent at once at most")
     notify_timeout: float = _opt(_positive_float, "30", "seconds one notification POST may take")
@@ -496,13 +552,17 @@ class TlsSection:
 
 
 def _optional_email(text: str) -> str:
-    """An e-mail address (printable ASCII, one '@', a domain after it), or empty."""
+    """An e-mail address: a dot-atom of letters, digits and `. _ + & -`, '@', the mail domain
+    kind (a name or IPv4 address); or empty."""
     value = text.strip()
     if not value:
         return ""
     local, at, domain = value.rpartition("@")
-    if not at or not local or not re.fullmatch(r"[!-~]+", local) or "<" in local or ">" in local:
+    if not at or not local:
         raise ValueError(f"not an e-mail address: {value!r}")
+    _only(local, LOCAL_PART_CHARS, "an e-mail address before the @ (letters, digits and . _ + & -)")
+    if local.startswith(".") or local.endswith(".") or ".." in local:
+        raise ValueError(f"not an e-mail address (a dot at an end or two dots): {value!r}")
     return f"{local}@{_mail_domain(domain)}"
 
 
@@ -589,6 +649,7 @@ def _build_section(cls: type, path: str, name: str, raw: dict[str, str]) -> Any:
         if text is None:
             text = _default_text(spec)
         try:
+            refuse_control(text)
             values[spec.name] = spec.metadata["parse"](text)
         except ValueError as exc:
             raise ConfigError(f"{path}: [{name}] {spec.name}: {exc}") from None

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from harness import REPO
-from hypothesis import given
+from hypothesis import event, given
 from hypothesis import strategies as st
 
 from chatmail_services.config import (
@@ -154,3 +154,112 @@ def test_arbitrary_values_load_or_fail_naming_the_key(values):
         parse_config(ini, "x.ini")
     except ConfigError as exc:
         assert "[auth] " in str(exc) or "not a valid INI" in str(exc)
+
+
+# -- values rendered into other daemons' files: no control characters, no syntax --
+
+
+@pytest.mark.parametrize(
+    ("ini", "needle"),
+    [
+        # a configparser continuation line: its own line in main.cf, a block in nginx
+        (
+            "[tls]\ncert_file = /etc/ssl/a.pem\n  smtpd_relay_restrictions = permit\n",
+            "[tls] cert_file: line break (U+000A) at position 15",
+        ),
+        (
+            "[web]\nroot = /var/lib/www\n  location /x { return 200; }\n",
+            "[web] root: line break (U+000A)",
+        ),
+        ("[chatmail]\nmailboxes_dir = /var/mail\tx\n", "[chatmail] mailboxes_dir: tab (U+0009)"),
+        ("[web]\noperator_contact = ops#x@chat.example\n", "[web] operator_contact: '#'"),
+        ('[web]\noperator_contact = o"ps@chat.example\n', "[web] operator_contact: '\"'"),
+        ("[web]\noperator_contact = {ops}@chat.example\n", "[web] operator_contact: '{'"),
+        ("[web]\noperator_contact = ops%u@chat.example\n", "[web] operator_contact: '%'"),
+        ("[web]\nroot = /var/www deny\n", "[web] root: ' ' is not allowed in a path"),
+        ("[web]\nroot = /var/www;deny\n", "[web] root: ';'"),
+        ("[web]\nsocket = /run/web:x.sock\n", "[web] socket: ':'"),
+        ("[tls]\nkey_file = /etc/$key\n", "[tls] key_file: '$'"),
+        ("[chatmail]\nmailboxes_dir = /srv/%u\n", "[chatmail] mailboxes_dir: '%'"),
+        ("[chatmail]\nmailboxes_dir = /srv/{x}\n", "[chatmail] mailboxes_dir: '{'"),
+        ("[chatmail]\nmailboxes_dir = /srv/m\u00e4il\n", "[chatmail] mailboxes_dir: '\u00e4'"),
+        ("[chatmail]\nmail_domain = chat{x}.example\n", "('{' is not allowed)"),
+        ("[metadata]\nturn_host = turn\x7f.example\n", "[metadata] turn_host: control"),
+        ("[metadata]\nnotify_url = http://push.example/notify\n", "must be an https:// URL"),
+        ('[metadata]\nnotify_url = https://push.example/a"b\n', "[metadata] notify_url: '\"'"),
+        ("[metadata]\niroh_relay = https://iroh.example/{x}\n", "[metadata] iroh_relay: '{'"),
+        ("[dns]\nacme_account_uri = https://ca.example/a;b=c\n", "[dns] acme_account_uri: ';'"),
+        ("[auth]\nmail_user = vmail;x\n", "[auth] mail_user: ';'"),
+    ],
+)
+def test_rendered_values_refuse_control_and_syntax_characters(ini, needle):
+    with pytest.raises(ConfigError) as info:
+        parse_config(ini, "/etc/chatmail/chatmail.ini")
+    message = str(info.value)
+    assert message.startswith("/etc/chatmail/chatmail.ini: [")
+    assert needle in message, message
+    assert "\n" not in message and "\t" not in message
+
+
+@pytest.mark.parametrize(
+    ("ini", "section", "key", "expected"),
+    [
+        ("[tls]\ncert_file = /etc/ssl/a+b@c/x-y_z.pem\n", "tls", "cert_file", None),
+        ("[web]\nroot = /srv/www/\n", "web", "root", "/srv/www"),
+        ("[web]\noperator_contact = a&b+c@chat.example\n", "web", "operator_contact", None),
+        (
+            "[metadata]\nnotify_url = https://127.0.0.1:8443/notify\n",
+            "metadata",
+            "notify_url",
+            None,
+        ),
+        ("[metadata]\nnotify_url =\n", "metadata", "notify_url", ""),
+        ("[metadata]\niroh_relay = http://127.0.0.1:3340/\n", "metadata", "iroh_relay", None),
+    ],
+)
+def test_ordinary_values_still_load(ini, section, key, expected):
+    value = getattr(getattr(parse_config(ini), section), key)
+    text = ini.split("=", 1)[1].strip()
+    assert value == (text if expected is None else expected)
+
+
+_VALUE_CHARS = st.sampled_from(
+    [*"abcXYZ019/._-+@:;#\"'{}$%\\<>=, ?&~`|!*()[]^", "\n", "\t", "\r", "\x7f", "é"]
+)
+
+
+@given(
+    st.sampled_from(
+        [
+            ("chatmail", "mailboxes_dir"),
+            ("tls", "cert_file"),
+            ("tls", "key_file"),
+            ("web", "root"),
+            ("web", "socket"),
+            ("web", "operator_contact"),
+            ("chatmail", "mail_domain"),
+            ("metadata", "notify_url"),
+            ("metadata", "iroh_relay"),
+            ("metadata", "turn_host"),
+            ("web", "login_host"),
+            ("dns", "acme_account_uri"),
+        ]
+    ),
+    st.text(_VALUE_CHARS, min_size=1, max_size=30),
+    st.sampled_from(["", "/", "https://x.example/", "ops@"]),
+)
+def test_any_value_is_safe_or_one_line_naming_the_option(option, text, prefix):
+    section, key = option
+    value = (prefix + text).replace("\n", "\n  ")  # a newline becomes a continuation line
+    ini = f"[{section}]\n{key} = {value}\n"
+    try:
+        config = parse_config(ini, "x.ini")
+    except ConfigError as exc:
+        event("refused")
+        assert str(exc).startswith(f"x.ini: [{section}] {key}: ") or "not a valid INI" in str(exc)
+        assert "\n" not in str(exc) and "\r" not in str(exc)
+        return
+    event("accepted")
+    loaded = str(getattr(getattr(config, section), key))
+    assert all(c.isascii() and c.isprintable() for c in loaded), loaded
+    assert not set(loaded) & set(" #\"'{};$%\\<>`|^")
