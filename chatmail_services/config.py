@@ -566,6 +566,14 @@ def _optional_email(text: str) -> str:
     return f"{local}@{_mail_domain(domain)}"
 
 
+def _zone_size(text: str) -> int:
+    """An nginx shared memory zone's size: 32K (nginx's least) to 1G."""
+    value = parse_size(text)
+    if not 32 * 1024 <= value <= 1024**3:
+        raise ValueError(f"must be between 32K and 1G, got {text.strip()!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class WebSection:
     """`[web]`: the onboarding service behind nginx (`/new`) and the relay's pages."""
@@ -578,10 +586,27 @@ class WebSection:
     )
     new_per_window: int = _opt(
         _int_range(1, 1000000),
-        "60",
-        "accounts `/new` hands out per window, for everyone together (no address is kept)",
+        "600",
+        "ceiling: accounts `/new` hands out per window, for everyone together (no address is "
+        "kept); far above the per-client limit",
     )
     new_window: int = _opt(_int_range(1, 86400), "60", "length of that window in seconds")
+    new_client_per_minute: int = _opt(
+        _int_range(1, 60000),
+        "10",
+        "`POST /new` per minute from one client address (nginx `limit_req`, counted in "
+        "nginx's memory only)",
+    )
+    new_client_burst: int = _opt(
+        _int_range(1, 10000),
+        "20",
+        "requests one client address may send at once beyond that rate (then 429)",
+    )
+    new_client_zone: int = _opt(
+        _zone_size,
+        "1M",
+        "shared memory zone of those counters in nginx (1M: about 8000 client addresses at once)",
+    )
     login_host: str = _opt(
         _optional_host,
         "",

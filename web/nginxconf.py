@@ -1,7 +1,8 @@
 """The values of the nginx template (chatmail_services/templates/nginx/chatmail.conf).
 
 Production (the setup command) and the test harness render the same template with
-`nginx_values`; only the listen addresses, ports and paths differ.
+`nginx_values`; only the listen addresses, ports and paths differ. The per-client limit of
+`/new` (rate, burst, zone size) comes from `[web]`.
 """
 
 from __future__ import annotations
@@ -45,8 +46,11 @@ def nginx_values(
 ) -> dict[str, str]:
     """Template values; web root and socket default to the config's `[web]` settings."""
     addresses = list(listen_addresses)
+    web = config.web
     return {
         "server_names": server_names(config.chatmail.mail_domain),
+        "redirect_host": config.chatmail.mail_domain,
+        "listen_http_default": _listen(addresses, http_port, " default_server"),
         "listen_http": _listen(addresses, http_port, ""),
         "listen_https": _listen(addresses, https_port, " ssl"),
         "tls_cert": tls_cert,
@@ -55,6 +59,9 @@ def nginx_values(
         "web_socket": web_socket or config.web.socket,
         "acme_root": acme_root,
         "error_log": error_log,
+        "new_client_rate": f"{web.new_client_per_minute}r/m",
+        "new_client_burst": str(web.new_client_burst),
+        "new_client_zone": str(web.new_client_zone),
     }
 
 

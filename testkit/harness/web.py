@@ -107,20 +107,31 @@ class WebFront:
         self.nginx.stop()
         self.service.close()
 
-    def https(self, timeout: float = 30) -> http.client.HTTPSConnection:
-        """A connection to nginx's HTTPS port; the (self-signed) certificate is trusted as
-        its own issuer, the name is not checked (the connection goes to an address)."""
+    def https(self, timeout: float = 30, source: str | None = None) -> http.client.HTTPSConnection:
+        """A connection to nginx's HTTPS port, from the loopback address `source` if given;
+        the (self-signed) certificate is trusted as its own issuer, the name is not checked
+        (the connection goes to an address)."""
         context = ssl.create_default_context(cafile=str(self.tls[0]))
         context.check_hostname = False
         return http.client.HTTPSConnection(
-            self.address, self.nginx.https_port, timeout=timeout, context=context
+            self.address,
+            self.nginx.https_port,
+            timeout=timeout,
+            context=context,
+            source_address=(source, 0) if source else None,
         )
 
     def request(
-        self, method: str, path: str, body: bytes | None = None, host: str | None = None
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        host: str | None = None,
+        source: str | None = None,
     ) -> tuple[int, dict[str, str], bytes]:
-        """One request over HTTPS: (status, lower-case headers, body)."""
-        conn = self.https()
+        """One request over HTTPS (from `source`, see `https`): (status, lower-case headers,
+        body)."""
+        conn = self.https(source=source)
         try:
             conn.request(method, path, body=body, headers={"Host": host or self.domain})
             response = conn.getresponse()

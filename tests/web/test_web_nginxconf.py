@@ -32,10 +32,31 @@ def test_production_values_follow_the_config(make_config):
 def test_every_server_keeps_no_access_log_and_logs_no_client(make_config):
     text = render_nginx(make_config(), tls_cert="/c.pem", tls_key="/k.pem")
     servers = text.count("server {")
-    assert servers == 2
+    assert servers == 3  # the port-80 catch-all, port 80, port 443
     assert text.count("access_log off;") == servers
     assert len(re.findall(r"^\s*error_log \S+ emerg;", text, re.M)) == servers
-    assert "X-Forwarded-For" not in text and "remote_addr" not in text
+    # the client address only as the key of /new's limit, in memory; passed on nowhere
+    assert "X-Forwarded-For" not in text and "log_format" not in text
+    assert re.findall(r"\S*remote_addr\S*", text) == ["$binary_remote_addr;"]
+    assert "limit_req_log_level info;" in text  # below emerg: refusals are never logged
+
+
+def test_new_is_limited_per_client_as_configured(make_config):
+    config = make_config(
+        web={"new_client_per_minute": 7, "new_client_burst": 3, "new_client_zone": "64K"}
+    )
+    text = render_nginx(config, tls_cert="/c.pem", tls_key="/k.pem")
+    assert "zone=chatmail_new:65536 rate=7r/m;" in text
+    new = text[text.index("location = /new {") :]
+    assert new[: new.index("}")].count("limit_req zone=chatmail_new burst=3 nodelay;") == 1
+
+
+def test_port_80_redirects_to_the_configured_domain_only(make_config):
+    text = render_nginx(make_config(), tls_cert="/c.pem", tls_key="/k.pem")
+    assert "$host" not in text and "$http_host" not in text
+    assert "return 301 https://chat.example$request_uri;" in text
+    assert text.count("default_server") == 2  # IPv4 and IPv6, port 80
+    assert text.count("absolute_redirect off;") == 2
 
 
 def test_nginx_accepts_the_production_configuration(make_config, tmp_path):
