@@ -1,8 +1,9 @@
-"""The rate limit of `/new`: a fixed window counted for everyone together.
+"""The ceiling of `/new`: a fixed window counted for everyone together.
 
 No client address is kept (the service never even sees one: nginx talks to it over a UNIX
-socket and passes none). A flood therefore slows down everyone's sign-ups for the rest of one
-window, and no more; the window's length and count are `[web] new_window` and `new_per_window`.
+socket and passes none). One client is held back before it gets here, by nginx's per-client
+limit (`[web] new_client_*`); this window only bounds all clients together, far above one
+client's share: `[web] new_per_window` per `new_window` seconds (docs/web.md says why).
 """
 
 from __future__ import annotations
