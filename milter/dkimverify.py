@@ -124,8 +124,11 @@ class Verifier:
     def __init__(self, lookup: KeyLookup, max_signatures: int) -> None:
         self.lookup, self.max_signatures = lookup, max_signatures
 
-    def verdict(self, message: bytes, headers: mime.Headers) -> Verdict:
-        """`message` is the whole message as received; `headers` its parsed fields."""
+    def verdict(
+        self, message: bytes, headers: mime.Headers, client: dkimpolicy.IPAddress | None = None
+    ) -> Verdict:
+        """`message` is the whole message as received; `headers` its parsed fields; `client`
+        the connecting client's address (a From address literal must be it)."""
         parsed: list[dkim.DKIM | None] = []  # parsed on the first check only
 
         def check(index: int) -> dkimpolicy.Check:
@@ -146,7 +149,7 @@ class Verifier:
                 return dkimpolicy.Check.INVALID
             return dkimpolicy.Check.VALID if ok else dkimpolicy.Check.INVALID
 
-        return dkimpolicy.decide(headers, check, self.max_signatures)
+        return dkimpolicy.decide(headers, check, self.max_signatures, client)
 
 
 def make_verifier(cfg: DkimSection) -> Verifier:

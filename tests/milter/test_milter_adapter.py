@@ -1,18 +1,20 @@
-"""The libmilter adapter through pymilter's own test context (Milter.testctx.TestCtx)."""
+"""The libmilter adapter through pymilter's test context (harness.milterctx.MilterCtx)."""
 
 from __future__ import annotations
 
 import functools
 import io
+import ipaddress
 import logging
 import mmap
+import socket
 
 import Milter
 import pytest
-from chatmail_services.milter.adapter import ChatmailMilter, Service
+from chatmail_services.milter.adapter import ChatmailMilter, Service, client_address
 from chatmail_services.milter.ratelimit import RateLimiter
 from harness.messages import ALICE, BOB, SWAKS_SAMPLE
-from Milter import testctx
+from harness.milterctx import MilterCtx
 
 
 def make_service(**overrides) -> Service:
@@ -46,7 +48,7 @@ class Session:
 
     def __init__(self, service: Service, login: str | None = ALICE) -> None:
         Milter.factory = functools.partial(ChatmailMilter, service)
-        self.ctx = testctx.TestCtx()
+        self.ctx = MilterCtx()
         if login is not None:
             self.ctx._setsymval("{auth_authen}", login)
         self.ctx._setsymval("i", "4XyZ123")
@@ -77,13 +79,34 @@ class Session:
 
 def test_negotiates_away_every_step_it_does_not_use():
     Milter.factory = functools.partial(ChatmailMilter, make_service())
-    ctx = testctx.TestCtx()
+    ctx = MilterCtx()
     ctx._connect()
     protocol = ctx.getpriv()._protocol
-    for step in ("P_NOCONNECT", "P_NOHELO", "P_NODATA", "P_NOEOH", "P_NOUNKNOWN"):
+    for step in ("P_NOHELO", "P_NODATA", "P_NOEOH", "P_NOUNKNOWN"):
         assert protocol & getattr(Milter, step), step
-    for step in ("P_NOMAIL", "P_NORCPT", "P_NOHDRS", "P_NOBODY"):
+    for step in ("P_NOCONNECT", "P_NOMAIL", "P_NORCPT", "P_NOHDRS", "P_NOBODY"):
         assert not protocol & getattr(Milter, step), step
+    for step in ("P_NR_CONN", "P_NR_RCPT", "P_NR_HDR"):  # Postfix does not wait for these
+        assert protocol & getattr(Milter, step), step
+
+
+@pytest.mark.parametrize(
+    ("family", "hostaddr", "expected"),
+    [
+        (socket.AF_INET, ("192.0.2.1", 4711), "192.0.2.1"),
+        (socket.AF_INET6, ("2001:db8::1", 4711, 0, 0), "2001:db8::1"),
+        (socket.AF_INET6, ("IPv6:2001:DB8::1", 4711, 0, 0), "2001:db8::1"),
+        (socket.AF_INET6, ("fe80::1%eth0", 4711, 0, 2), "fe80::1"),
+        (socket.AF_INET, "192.0.2.1", "192.0.2.1"),  # pymilter's own TestCtx passes the text
+        (socket.AF_UNIX, "/run/x.sock", None),
+        (socket.AF_INET, ("not an address", 1), None),
+        (socket.AF_INET, None, None),
+        (socket.AF_INET, (), None),
+    ],
+)
+def test_client_address_from_the_connect_callback(family, hostaddr, expected):
+    found = client_address(family, hostaddr)
+    assert found == (None if expected is None else ipaddress.ip_address(expected))
 
 
 def test_samples_accepted_and_cleartext_refused_with_523(samples):

@@ -22,13 +22,15 @@ def lua_string(value: str) -> str:
 
 
 def lua_script(socket: Path, messages: list[dict]) -> str:
-    """A miltertest script sending only the steps the milter takes (MAIL, RCPT, headers,
-    body, EOM: connect, HELO, DATA and EOH are negotiated away) for each message, on one
-    connection, and printing one result line per message."""
+    """A miltertest script sending the connection (CONNECT, without reply), then only the
+    steps the milter takes (MAIL, RCPT, headers, body, EOM: HELO, DATA and EOH are negotiated
+    away) for each message, on one connection, and printing one result line per message.
+    CONNECT comes first, as from Postfix: it clears the MAIL macros sent before it."""
     lines = [
         "function check(rc, what) if rc ~= nil then error(what .. ': ' .. rc) end end",
         f'conn = mt.connect("unix:{socket}", 50, 0.1)',
         'if conn == nil then error("connect failed") end',
+        'check(mt.conninfo(conn, "localhost", "127.0.0.1"), "conninfo")',
     ]
     for index, m in enumerate(messages):
         macros = ['"i"', lua_string(f"Q{index}")]
@@ -157,7 +159,7 @@ def test_daemon_rate_limit_under_activation(make_config, build, tmp_path):
         {"sender": alice, "login": alice, "rcpt": build.bob, "headers": headers, "body": body}
     ] * 3
     stdout, log = run_activated(config, tmp_path, lua_script("@SOCKET@", messages))
-    assert stdout.split("\n")[:3] == ["0 accept", "1 accept", "2 reply"], stdout
+    assert stdout.split("\n")[:3] == ["0 accept", "1 accept", "2 reply"], stdout + log
     assert "reject" not in log.split("Q2")[0]
     assert "Q2: tempfail 450 4.7.1: rate limit" in log
 

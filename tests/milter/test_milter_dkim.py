@@ -24,7 +24,7 @@ from chatmail_services.milter.ratelimit import RateLimiter
 from harness import MAIL_USER, VENV_BIN
 from harness.fixtures import session_dkim_key
 from harness.messages import ALICE, BOB, DOMAIN
-from Milter import testctx
+from harness.milterctx import MilterCtx
 
 from chatmail_services import dkimkey
 from chatmail_services.dnsquery import DnsTemporaryError
@@ -238,7 +238,7 @@ def test_cache_of_size_zero_or_ttl_zero_keeps_nothing():
 # -- the adapter through pymilter's TestCtx --
 
 
-class Ctx(testctx.TestCtx):
+class Ctx(MilterCtx):
     """TestCtx recording added headers (its own addheader needs a parsed message)."""
 
     def __init__(self) -> None:
@@ -262,14 +262,16 @@ def make_service(**overrides) -> Service:
     return Service(**values)
 
 
-def run_session(service, data: bytes, *, sender: str, rcpt: str, macros: dict[str, str]):
+def run_session(
+    service, data: bytes, *, sender: str, rcpt: str, macros: dict[str, str], client="1.2.3.4"
+):
     """One message as Postfix sends it with P_HDR_LEADSPC: values keep their leading space,
-    folds are LF."""
+    folds are LF; `client` is the address CONNECT reports."""
     Milter.factory = functools.partial(ChatmailMilter, service)
     ctx = Ctx()
     for name, value in {"i": "4XyZ123", **macros}.items():
         ctx._setsymval(name, value)
-    assert ctx._connect() == Milter.CONTINUE
+    assert ctx._connect(ip=client) == Milter.CONTINUE
     assert ctx.getpriv()._protocol & Milter.P_HDR_LEADSPC
     rc = ctx._envfrom(f"<{sender}>")
     if rc != Milter.CONTINUE:
@@ -502,11 +504,79 @@ def test_address_literals_are_logged_without_their_ip(build, caplog):
     service = make_service(verifier=verifier(Zone({})))
     with caplog.at_level(logging.DEBUG, logger="chatmail.milter"):
         rc, _ctx = run_session(
-            service, build.plain_message(sender, BOB), sender=sender, rcpt=BOB, macros={}
+            service,
+            build.plain_message(sender, BOB),
+            sender=sender,
+            rcpt=BOB,
+            macros={},
+            client="192.0.2.1",
         )
-    assert rc == Milter.ACCEPT  # exempt from DKIM; BOB does not enforce encryption here
+    assert rc == Milter.ACCEPT  # the client's own literal; BOB does not enforce encryption
     assert "192.0.2.1" not in caplog.text
     assert "someone@[address literal]" in caplog.text  # the address itself only at debug
+
+
+@pytest.mark.parametrize(
+    ("sender", "client", "accepted"),
+    [
+        ("someone@[192.0.2.1]", "192.0.2.1", True),
+        ("someone@[192.0.2.1]", "192.0.2.9", False),
+        ("someone@[IPv6:2001:db8::1]", "2001:db8::1", True),
+        ("someone@[IPv6:2001:db8::1]", "2001:db8::2", False),
+        ("someone@[IPv6:2001:db8::1]", "192.0.2.1", False),
+    ],
+)
+def test_incoming_from_literal_must_be_the_connecting_client(
+    build, caplog, sender, client, accepted
+):
+    """A signed message cannot help either: the literal stands for the sending server."""
+    service = make_service(verifier=verifier(Zone({})))
+    with caplog.at_level(logging.DEBUG, logger="chatmail.milter"):
+        rc, ctx = run_session(
+            service,
+            build.plain_message(sender, BOB),
+            sender=sender,
+            rcpt=BOB,
+            macros={},
+            client=client,
+        )
+    if accepted:
+        assert rc == Milter.ACCEPT
+    else:
+        assert rc == Milter.REJECT
+        assert ctx._reply == (
+            "554",
+            "5.7.1",
+            "From address literal is not the sending server's address",
+        )
+    assert client not in caplog.text and client.upper() not in caplog.text
+
+
+def test_outgoing_is_signed_and_the_signature_is_logged_at_debug(signer, secure_join, caplog):
+    """The relay's own signature, as the receiving relay verifies it (delivery strips it)."""
+    service = make_service(signer=signer)
+    with caplog.at_level(logging.DEBUG, logger="chatmail.milter"):
+        rc, ctx = run_session(
+            service,
+            secure_join,
+            sender=ALICE,
+            rcpt="someone@other.example",
+            macros={"{auth_authen}": ALICE},
+        )
+    assert rc == Milter.ACCEPT
+    [(_, value, _)] = ctx.added
+    [line] = [r.getMessage() for r in caplog.records if ": signed: " in r.getMessage()]
+    assert line == "4XyZ123: signed: DKIM-Signature:" + value.replace("\n", "")
+    with caplog.at_level(logging.INFO, logger="chatmail.milter"):
+        caplog.clear()
+        run_session(
+            service,
+            secure_join,
+            sender=ALICE,
+            rcpt="someone@other.example",
+            macros={"{auth_authen}": ALICE},
+        )
+    assert "DKIM-Signature" not in caplog.text
 
 
 # -- a relay without a domain name (mail_domain an IPv4 address) --
