@@ -2,9 +2,11 @@
 
 Every file that is replaced is first hard-linked to `<file>.chatmail-setup.bak.<time>`; the new
 content goes to a temporary file in the same directory (mode and owner set before it is
-visible) that is renamed over the old one. Then every part's checks run; if one fails, every
-file goes back as it was (backups renamed back, new files removed, modes and owners restored)
-and nothing is reloaded. Only when all checks pass are the changed parts reloaded.
+visible) that is renamed over the old one; a secret's backup is then made mode 0600. Then
+every part's checks run; if one fails, every file goes back as it was (backups renamed back,
+new files removed, modes and owners restored) and nothing is reloaded. Only when all checks
+pass are old backups pruned (the newest BACKUPS_KEPT of each file stay) and the changed parts
+reloaded.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from pathlib import Path
 from .model import Change, Current, Desired, Plan
 
 BACKUP_INFIX = ".chatmail-setup.bak."
+BACKUPS_KEPT = 5  # per file: older backups are removed after a run (docs/setup.md)
+SECRET_BACKUP_MODE = 0o600
 
 Runner = Callable[[Sequence[str]], tuple[int, str]]
 
@@ -125,7 +129,14 @@ def apply_change(
         if change.current.content is not None and backups:
             backup = file.with_name(f"{file.name}{BACKUP_INFIX}{stamp}")
             os.link(file, backup)
-        _write_atomic(file, change.desired, ids)
+        try:
+            _write_atomic(file, change.desired, ids)
+        except OSError:
+            if backup is not None:
+                backup.unlink(missing_ok=True)
+            raise
+        if backup is not None and change.desired.secret:
+            os.chmod(backup, SECRET_BACKUP_MODE)  # the old file's inode now has this name only
     else:
         if change.fix_owner and ids is not None:
             os.chown(file, *ids)
@@ -140,6 +151,8 @@ def undo(applied: Applied) -> None:
     if applied.change.write:
         if applied.backup is not None:
             os.rename(applied.backup, applied.file)
+            if current.mode is not None:
+                os.chmod(applied.file, current.mode)
         elif current.content is None:
             applied.file.unlink(missing_ok=True)
         return
@@ -150,7 +163,23 @@ def undo(applied: Applied) -> None:
 
 
 def timestamp() -> str:
-    return time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    """UTC time to the microsecond: backup names sort by age, two runs never collide."""
+    now = time.time_ns() // 1000
+    seconds, micro = divmod(now, 1_000_000)
+    return time.strftime("%Y%m%dT%H%M%S", time.gmtime(seconds)) + f".{micro:06d}"
+
+
+def prune_backups(file: Path, keep: int = BACKUPS_KEPT) -> list[Path]:
+    """Remove all but the newest `keep` backups of `file`; return what was removed."""
+    prefix = f"{file.name}{BACKUP_INFIX}"
+    backups = sorted(
+        (path for path in file.parent.iterdir() if path.name.startswith(prefix)),
+        key=lambda path: path.name,
+    )
+    old = backups[: max(len(backups) - keep, 0)]
+    for path in old:
+        path.unlink(missing_ok=True)
+    return old
 
 
 def apply_plan(
@@ -188,6 +217,9 @@ def apply_plan(
             undo(done)
         problems.append("every file restored as it was; nothing reloaded")
         return problems
+    for done in applied:
+        if done.backup is not None:
+            prune_backups(done.file)
     if reloads:
         done: set[tuple[str, ...]] = set()
         for part in plan.changed_parts():

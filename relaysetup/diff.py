@@ -3,8 +3,23 @@
 from __future__ import annotations
 
 import difflib
+import grp
+import pwd
 
 from .model import Change, Plan
+
+
+def owner_names(uid: int | None, gid: int | None) -> str:
+    """`user:group` of ids, a number where the name is unknown."""
+    try:
+        user = pwd.getpwuid(uid).pw_name if uid is not None else "?"
+    except KeyError:
+        user = str(uid)
+    try:
+        group = grp.getgrgid(gid).gr_name if gid is not None else "?"
+    except KeyError:
+        group = str(gid)
+    return f"{user}:{group}"
 
 
 def _text(content: bytes | None) -> list[str]:
@@ -33,10 +48,14 @@ def change_diff(change: Change) -> str:
             lines.extend(shown)
         if current.content is None:
             lines.append(f"{path}: new, mode {desired.mode:04o}, {desired.owner}:{desired.group}\n")
+    kept = " (secret kept, {} repaired)" if desired.keep_existing and desired.secret else ""
     if change.fix_mode or (change.write and current.mode not in (None, desired.mode)):
-        lines.append(f"{path}: mode {current.mode:04o} -> {desired.mode:04o}\n")
+        why = kept.format("mode")
+        lines.append(f"{path}: mode {current.mode:04o} -> {desired.mode:04o}{why}\n")
     if change.fix_owner:
-        lines.append(f"{path}: owner -> {desired.owner}:{desired.group}\n")
+        was = owner_names(current.uid, current.gid)
+        why = kept.format("owner")
+        lines.append(f"{path}: owner {was} -> {desired.owner}:{desired.group}{why}\n")
     return "".join(lines)
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from chatmail_services.web.nginxconf import TEMPLATE, nginx_values
 from chatmail_services.web.site import site_files
 
-from chatmail_services.config import Config
+from chatmail_services.config import Config, describe_char
 from chatmail_services.dkimkey import new_private_pem
 from chatmail_services.dovecotversion import dovecot_template_dir, parse_dovecot_version
 from chatmail_services.mailconfig import DOVECOT_SETS, production_turn_values, tls_paths
@@ -33,6 +33,10 @@ NGINX_CONF = "/etc/nginx/conf.d/chatmail.conf"
 # Debian's default site answers every name and address not ours, and logs each visit with the
 # visitor's IP address: a relay must not have it.
 NGINX_DEFAULT_SITE = "/etc/nginx/sites-enabled/default"
+# what a TURN secret may hold (it is one value in turnserver.conf): token_urlsafe's, base64's
+TURN_SECRET_CHARS = frozenset(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~+/="
+)
 
 
 class SetupError(Exception):
@@ -77,8 +81,12 @@ def tls_part(config: Config, ctx: Context) -> Part | None:
                 )
             )
         return None
+    # a new certificate reaches the running services (a no-op when they reload anyway)
+    reloads = (reload_unit("postfix"), reload_unit("dovecot"), reload_unit("nginx"))
     if ctx.exists(cert) and ctx.exists(key):
-        return None  # made before (or put there by the admin): kept as it is
+        # made before (or put there by the admin): kept, the key's mode and owner repaired
+        kept = Desired(key, b"", 0o600, keep_existing=True, secret=True)
+        return Part("tls", files=(kept,), reloads=reloads)
     cert_pem, key_pem = tlscert.self_signed(config.chatmail.mail_domain)
     return Part(
         "tls",
@@ -86,8 +94,7 @@ def tls_part(config: Config, ctx: Context) -> Part | None:
             Desired(cert, cert_pem, 0o644),
             Desired(key, key_pem, 0o600, secret=True),
         ),
-        # a new certificate reaches the running services (a no-op when they reload anyway)
-        reloads=(reload_unit("postfix"), reload_unit("dovecot"), reload_unit("nginx")),
+        reloads=reloads,
     )
 
 
@@ -179,11 +186,16 @@ def coturn_part(config: Config, ctx: Context) -> Part | None:
     secret_file = config.metadata.turn_secret_file
     existing = ctx.read_text(secret_file)
     secret = existing.strip() if existing is not None else secrets.token_urlsafe(32)
-    files = []
-    if existing is None:
-        files.append(
-            Desired(secret_file, f"{secret}\n".encode(), 0o640, "root", ctx.mail_user, True, True)
+    bad = [char for char in secret if char not in TURN_SECRET_CHARS]
+    if bad or not secret:
+        what = f"{describe_char(bad[0])} is not allowed in it" if bad else "it is empty"
+        raise SetupError(
+            f"[metadata] turn_secret_file {secret_file}: {what} (letters, digits and - _ . ~ + "
+            f"/ =); remove it and run chatmail-setup again for a new one"
         )
+    # kept when it exists (its content only), its mode and owner repaired
+    content = f"{secret}\n".encode() if existing is None else b""
+    files = [Desired(secret_file, content, 0o640, "root", ctx.mail_user, True, True)]
     conf = render_text(
         template(ctx, "coturn/turnserver.conf"), production_turn_values(config, secret)
     )

@@ -10,12 +10,15 @@ Ids = tuple[int, int] | None  # (uid, gid) a file must have; None: owners are no
 
 
 def file_change(part: str, desired: Desired, current: Current, ids: Ids) -> Change | None:
-    """The change that makes `current` into `desired`, or None when nothing differs."""
+    """The change that makes `current` into `desired`, or None when nothing differs.
+
+    A kept file (`keep_existing`) is left alone, except a kept secret: its content stays,
+    its mode and owner are repaired."""
     if current.content is None:
         return Change(part, desired, current, write=True)
-    if desired.keep_existing:
+    if desired.keep_existing and not desired.secret:
         return None
-    write = current.content != desired.content
+    write = not desired.keep_existing and current.content != desired.content
     fix_mode = current.mode != desired.mode
     fix_owner = ids is not None and (current.uid, current.gid) != ids
     if not (write or fix_mode or fix_owner):

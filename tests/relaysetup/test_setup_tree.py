@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import grp
+import os
+import pwd
 from pathlib import Path
 
 import pytest
 from chatmail_services.relaysetup import cli
-from chatmail_services.relaysetup.apply import apply_plan, read_current
+from chatmail_services.relaysetup.apply import (
+    BACKUP_INFIX,
+    BACKUPS_KEPT,
+    apply_plan,
+    read_current,
+)
 from chatmail_services.relaysetup.diff import plan_diff
 from chatmail_services.relaysetup.model import Desired, Part
 from chatmail_services.relaysetup.plan import make_plan
@@ -221,3 +229,124 @@ def test_a_service_two_changed_parts_share_is_reloaded_once(tmp_path):
     plan = make_plan(parts, read_current(tmp_path), lambda desired: None)
     assert apply_plan(plan, tmp_path, lambda desired: None) == []
     assert log.read_text() == "reloaded\n"
+
+
+# -- secret files: kept, but their mode and owner repaired; backups 0600 and pruned --
+
+
+def _mode(path: Path) -> int:
+    return path.stat().st_mode & 0o7777
+
+
+def test_kept_secret_files_get_their_mode_back_and_the_dry_run_says_so(tree, make_config, capsys):
+    config = make_config(
+        tls={"self_signed": "yes"},
+        metadata={"turn_host": "turn.chat.example", "turn_secret_file": "/etc/chatmail/turn"},
+    )
+    assert setup(capsys, config, "--root", str(tree))[0] == 0
+    secrets = {
+        config.dkim.key_file: 0o600,
+        "/etc/chatmail/turn": 0o640,
+        "/etc/chatmail/tls/privkey.pem": 0o600,
+    }
+    contents = {}
+    for path in secrets:
+        file = tree / path.lstrip("/")
+        contents[path] = file.read_bytes()
+        file.chmod(0o644)  # left world-readable
+    status, out, err = setup(capsys, config, "--root", str(tree), "--dry-run")
+    assert status == 0, err
+    for path, mode in secrets.items():
+        assert f"{path}: mode 0644 -> {mode:04o} (secret kept, mode repaired)\n" in out, out
+        assert _mode(tree / path.lstrip("/")) == 0o644  # a dry run changes nothing
+    status, out, err = setup(capsys, config, "--root", str(tree))
+    assert status == 0, err
+    for path, mode in secrets.items():
+        file = tree / path.lstrip("/")
+        assert (_mode(file), file.read_bytes()) == (mode, contents[path])
+        assert not list(file.parent.glob(f"{file.name}.chatmail-setup.bak.*"))
+    assert setup(capsys, config, "--root", str(tree))[1] == "chatmail-setup: nothing to change\n"
+
+
+def test_a_kept_secret_gets_its_owner_back(tmp_path):
+    """Owners are managed on the real system only: the same plan and apply, with ids."""
+    key = tmp_path / "etc/chatmail/dkim/chatmail.private"
+    key.parent.mkdir(parents=True)
+    key.write_bytes(b"the admin's key\n")
+    nobody = pwd.getpwnam("nobody")
+    os.chown(key, nobody.pw_uid, nobody.pw_gid)
+    key.chmod(0o640)
+    desired = Desired(
+        "/etc/chatmail/dkim/chatmail.private", b"", 0o600, keep_existing=True, secret=True
+    )
+    part = Part("dkim", files=(desired,))
+    plan = make_plan([part], read_current(tmp_path), lambda d: (0, 0))
+    group = grp.getgrgid(nobody.pw_gid).gr_name
+    assert plan_diff(plan) == (
+        f"{desired.path}: mode 0640 -> 0600 (secret kept, mode repaired)\n"
+        f"{desired.path}: owner nobody:{group} -> root:root (secret kept, owner repaired)\n"
+        "chatmail-setup: 1 file(s) to change (dkim)\n"
+    )
+    assert apply_plan(plan, tmp_path, lambda d: (0, 0), checks=False, reloads=False) == []
+    stat = key.stat()
+    assert (stat.st_uid, stat.st_gid, _mode(key)) == (0, 0, 0o600)
+    assert key.read_bytes() == b"the admin's key\n"
+    assert make_plan([part], read_current(tmp_path), lambda d: (0, 0)).changes == ()
+
+
+def test_a_replaced_secret_s_backup_is_0600_and_restored_as_it_was(tmp_path):
+    conf = tmp_path / "etc/turnserver.conf"
+    conf.parent.mkdir(parents=True)
+    conf.write_text("static-auth-secret=old\n")
+    conf.chmod(0o640)
+    new = Desired("/etc/turnserver.conf", b"static-auth-secret=new\n", 0o640, secret=True)
+    failing = Part("coturn", files=(new,), checks=(("false",),))
+    problems = apply_plan(
+        make_plan([failing], read_current(tmp_path), lambda d: None), tmp_path, lambda d: None
+    )
+    assert problems[-1] == "every file restored as it was; nothing reloaded"
+    assert (conf.read_text(), _mode(conf)) == ("static-auth-secret=old\n", 0o640)
+    assert not list(conf.parent.glob("turnserver.conf.chatmail-setup.bak.*"))
+    part = Part("coturn", files=(new,))
+    plan = make_plan([part], read_current(tmp_path), lambda d: None)
+    assert apply_plan(plan, tmp_path, lambda d: None, reloads=False) == []
+    (backup,) = conf.parent.glob("turnserver.conf.chatmail-setup.bak.*")
+    assert (backup.read_text(), _mode(backup)) == ("static-auth-secret=old\n", 0o600)
+    assert (conf.read_text(), _mode(conf)) == ("static-auth-secret=new\n", 0o640)
+
+
+def test_old_backups_are_pruned_to_the_last_few(tree, make_config, capsys):
+    config = make_config(tls={"self_signed": "yes"})
+    postfix = tree / "etc/postfix"
+    old = [postfix / f"main.cf{BACKUP_INFIX}2020010{day}T000000" for day in range(1, 8)]
+    for number, path in enumerate(old):
+        path.write_text(f"old {number}\n")
+    (postfix / "main.cf.my-own.bak").write_text("the admin's\n")
+    assert setup(capsys, config, "--root", str(tree))[0] == 0
+    backups = sorted(postfix.glob(f"main.cf{BACKUP_INFIX}*"))
+    assert len(backups) == BACKUPS_KEPT
+    assert backups[-1].read_text() == DEBIAN_MAIN  # the one this run made
+    assert backups[:-1] == old[-(BACKUPS_KEPT - 1) :]  # the newest old ones stay
+    assert (postfix / "main.cf.my-own.bak").read_text() == "the admin's\n"
+    assert len(list(postfix.glob(f"master.cf{BACKUP_INFIX}*"))) == 1
+
+
+def test_a_turn_secret_that_would_add_lines_to_turnserver_conf_is_refused(
+    tree, make_config, capsys
+):
+    secret = tree / "etc/chatmail/turn"
+    secret.parent.mkdir(parents=True)
+    secret.write_text("s3cret\nlistening-port=1\n")
+    config = make_config(
+        tls={"self_signed": "yes"},
+        metadata={"turn_host": "turn.chat.example", "turn_secret_file": "/etc/chatmail/turn"},
+    )
+    before = files(tree)
+    status, out, err = setup(capsys, config, "--root", str(tree))
+    assert (status, out) == (1, ""), out
+    assert err == (
+        "chatmail-setup: [metadata] turn_secret_file /etc/chatmail/turn: line break (U+000A) is "
+        "not allowed in it (letters, digits and - _ . ~ + / =); remove it and run chatmail-setup "
+        "again for a new one\n"
+    )
+    assert files(tree) == before
