@@ -29,7 +29,7 @@ def _notifier(config: Config, settings: Settings) -> Notifier | None:
         context = ssl.create_default_context(cafile=section.notify_ca_file or None)
     except OSError as exc:
         raise SettingsError(f"[metadata] notify_ca_file: cannot read: {exc.strerror}") from None
-    queue = Queue(section.queue_dir)
+    queue = Queue(section.queue_dir, section.notify_queue_max)
     if not queue.dir.is_dir():
         raise SettingsError(f"[metadata] queue_dir: {section.queue_dir} is not a directory")
     return Notifier(
@@ -62,11 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     notify: Notify | None = None
     if notifier is not None:
         notifier.start()
-        queue, submit = notifier.queue, notifier.submit
-
-        def notify(address: str, device_tokens: list[str]) -> None:
-            submit(queue.put(address, device_tokens))
-
+        notify = notifier.notify
     socket_path = args.socket or config.metadata.socket
     try:
         return dictserver.serve(lambda: Session(settings, notify), socket_path, "metadata")

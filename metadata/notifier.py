@@ -3,7 +3,9 @@ few worker threads, never in the way of a dict reply (so never delaying a delive
 
 200 (any 2xx): done. 410: the token is dead, so it is removed from the account. Anything else,
 or no answer: again later (`notifyqueue.after_attempt`), until `give_up_after`. Due
-notifications wait in a heap by time; at most `concurrency` POSTs run at once.
+notifications wait in a heap by time; at most `concurrency` POSTs run at once. What the full
+queue dropped is logged (`Queue.report_dropped`): the scheduler wakes for it every
+`REPORT_EVERY` seconds.
 """
 
 from __future__ import annotations
@@ -62,7 +64,7 @@ class Notifier:
         self.forget_token = forget_token
         self.concurrency = concurrency
         self.pool = concurrent.futures.ThreadPoolExecutor(concurrency, "chatmail-notify")
-        self._heap: list[tuple[float, str, Pending]] = []
+        self._heap: list[tuple[float, str]] = []
         self._cond = threading.Condition()
         self._in_flight = 0
         self._stopping = False
@@ -76,10 +78,14 @@ class Notifier:
         self._thread.start()
         return self
 
+    def notify(self, address: str, tokens: list[str]) -> None:
+        """A message for `address`: queue (durably) and schedule its notifications."""
+        self.submit(self.queue.put(address, tokens, time.time()))
+
     def submit(self, pending: list[Pending]) -> None:
         with self._cond:
             for item in pending:
-                heapq.heappush(self._heap, (item.next_try, item.id, item))
+                heapq.heappush(self._heap, (item.next_try, item.id))
             self._cond.notify()
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -90,19 +96,24 @@ class Notifier:
         if self._thread.is_alive():
             self._thread.join(timeout)
         self.pool.shutdown(wait=True, cancel_futures=True)
+        self.queue.report_dropped(time.time(), force=True)
 
     def _run(self) -> None:
         with self._cond:
             while not self._stopping:
                 now = time.time()
+                self.queue.report_dropped(now)
                 while self._heap and self._heap[0][0] <= now and self._in_flight < self.concurrency:
-                    _, _, item = heapq.heappop(self._heap)
+                    _, ident = heapq.heappop(self._heap)
+                    item = self.queue.begin(ident)
+                    if item is None:
+                        continue
                     self._in_flight += 1
                     self.pool.submit(self._send, item)
-                if self._in_flight >= self.concurrency or not self._heap:
-                    self._cond.wait()
-                else:
-                    self._cond.wait(max(0.0, self._heap[0][0] - now))
+                wait = notifyqueue.REPORT_EVERY
+                if self._heap and self._in_flight < self.concurrency:
+                    wait = min(wait, self._heap[0][0] - now)
+                self._cond.wait(max(0.0, wait))
 
     def _send(self, item: Pending) -> None:
         try:
@@ -116,18 +127,17 @@ class Notifier:
 
     def _attempt(self, item: Pending) -> None:
         status = self.post(item.token)
-        outcome = notifyqueue.after_attempt(item, status, time.time(), self.policy)
+        now = time.time()
+        outcome = notifyqueue.after_attempt(item, status, now, self.policy)
         if outcome == notifyqueue.DONE:
-            self.queue.remove(item)
             log.debug("notified %s", item.address)
         elif outcome == notifyqueue.FORGET_TOKEN:
             self.forget_token(item.address, item.token)
-            self.queue.remove(item)
             log.info("device token removed: the notification service no longer knows it")
         elif outcome == notifyqueue.GIVE_UP:
-            self.queue.remove(item)
             log.warning("notification given up after %d attempts", item.attempts + 1)
         else:
-            self.queue.save(outcome)
             log.info("notification answered %s, retry %d later", status, outcome.attempts)
-            self.submit([outcome])
+        kept = self.queue.end(item, outcome, now)
+        if kept is not None:
+            self.submit([kept])

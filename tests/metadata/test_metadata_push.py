@@ -3,13 +3,16 @@ chatmail-metadata -> HTTPS POST to a local stand-in for the notification service
 
 from __future__ import annotations
 
+import re
 import shutil
 import smtplib
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from chatmail_services.metadata import notifyqueue as nq
 from harness import stack_dir
 from harness.imap import Imap
 from harness.pushservice import StandIn
@@ -136,21 +139,26 @@ def test_410_deletes_the_token(relay, stand_in):
 
 
 def test_nothing_lost_while_the_service_is_down_and_the_notifier_killed(relay, stand_in):
+    """Three messages while the service is down: one pending notification for the token
+    (it stands for all three); it survives SIGKILL, a fourth message after the restart joins
+    it, and when the service is back the device is woken exactly once."""
     address = with_tokens(relay, "patient01", "tokWait")
     stand_in.stop()
     for _ in range(3):
         deliver(relay, address)
-    wait_for(lambda: len(queue_files(relay)) == 3)
-    # each has failed at least once (the attempt count is written back to its file)
+    delivered(relay, address, 3)
+    assert len(queue_files(relay)) == 1
+    # it has failed at least once (the attempt count is written back to its file)
     wait_for(lambda: all(b'"attempts":0' not in path.read_bytes() for path in queue_files(relay)))
     relay.metadata.kill()  # SIGKILL
     relay.metadata.start()
-    deliver(relay, address)  # the restarted service queues more (socket activation)
-    wait_for(lambda: len(queue_files(relay)) == 4)
+    deliver(relay, address)  # the restarted service takes it (socket activation)
+    delivered(relay, address, 4)
+    assert len(queue_files(relay)) == 1
     assert stand_in.count("tokWait") == 0
     stand_in.start()
     all_sent(relay)
-    assert stand_in.count("tokWait") == 4  # at least once, and here exactly once
+    assert stand_in.count("tokWait") == 1  # at least once, and here exactly once
 
 
 def test_a_client_cannot_set_messagenew_only_a_delivery_notifies(relay, stand_in):
@@ -177,3 +185,85 @@ def test_a_client_cannot_set_messagenew_only_a_delivery_notifies(relay, stand_in
     wait_for(lambda: stand_in.count("tokForge") == 1)
     all_sent(relay)
     assert stand_in.count("tokForge") == 1
+
+
+BOUND = 15
+
+
+@pytest.fixture(scope="module")
+def failing_stand_in() -> Iterator[StandIn]:
+    directory = stack_dir("chatmail-notify500-")
+    server = StandIn(directory)
+    server.start()
+    yield server
+    server.stop()
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def bounded_relay(failing_stand_in: StandIn) -> Iterator[LocalRelay]:
+    """A relay whose notification queue holds at most BOUND notifications."""
+    root = stack_dir("chatmail-pushbound-")
+    sections = {
+        "metadata": {
+            "notify_url": failing_stand_in.url,
+            "notify_ca_file": failing_stand_in.cert,
+            "notify_retry_base": 0.2,
+            "notify_give_up_after": 600,
+            "notify_queue_max": BOUND,
+        }
+    }
+    relay = LocalRelay(root, domain=DOMAIN, milter=False, config_sections=sections)
+    try:
+        with relay:
+            yield relay
+    except BaseException:
+        print(relay.service_logs()[-20000:], relay.dovecot.log_text()[-20000:])
+        raise
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_the_queue_is_bounded_while_the_service_answers_500(bounded_relay, failing_stand_in):
+    """Two accounts with 10 tokens each, 25 messages, the service answering 500: never more
+    than BOUND files; one per token (the first account's 10, then 5 of the second's); the
+    rest dropped and counted in the log; all sent once the service answers 200 again."""
+    relay, stand_in = bounded_relay, failing_stand_in
+    first = [f"tokF{i:02}" for i in range(10)]
+    second = [f"tokS{i:02}" for i in range(10)]
+    for token in first + second:
+        stand_in.answers[token] = 500
+    a = with_tokens(relay, "flooded01", *first)
+    b = with_tokens(relay, "flooded02", *second)
+    most, watching = 0, True
+
+    def watch() -> None:
+        nonlocal most
+        while watching:
+            most = max(most, len(queue_files(relay)))
+            time.sleep(0.005)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        with smtplib.SMTP("127.0.0.1", relay.postfix.smtp_port, timeout=30) as smtp:
+            for i in range(25):
+                to = a if i < 20 else b
+                text = f"From: <x@elsewhere.example>\r\nTo: <{to}>\r\n\r\n{i}\r\n"
+                smtp.sendmail("x@elsewhere.example", [to], text)
+        delivered(relay, a, 20)
+        delivered(relay, b, 5)
+        files = [nq.decode(path.read_bytes()) for path in queue_files(relay)]
+    finally:
+        watching = False
+        watcher.join()
+    assert most <= BOUND
+    assert sorted(p.token for p in files if p.address == a) == first
+    assert len([p for p in files if p.address == b]) == BOUND - len(first)
+    log = relay.service_logs()
+    dropped = re.findall(rf"notification queue full \({BOUND}\): (\d+) notification\(s\)", log)
+    assert dropped and int(dropped[0]) >= 1
+    assert f"@{DOMAIN}" not in log and "tokS" not in log and "tokF" not in log
+    stand_in.answers.clear()
+    all_sent(relay)
+    assert all(stand_in.count(t) >= 2 for t in first)  # one 500 at least, then the 200
