@@ -1,8 +1,8 @@
 """The one configuration file, `/etc/chatmail/chatmail.ini`, read once at start.
 
 `[chatmail]` holds what all services share; `[auth]`, `[milter]`, `[expire]`, `[metadata]` and
-`[web]` hold one service each; the setup command (chatmail-setup) reads `[tls]`. Every option
-has a default (see `docs/configuration.md`). A bad value raises `ConfigError` with one line
+`[web]` hold one service each, `[federation]` mail between relays over HTTPS; the setup command
+(chatmail-setup) reads `[tls]`. Every option has a default (see `docs/configuration.md`). A bad value raises `ConfigError` with one line
 naming the file, the key and what is wrong; the command-line front ends turn it into exit
 status 78 (EX_CONFIG). Unknown keys become warnings.
 """
@@ -494,7 +494,8 @@ class MetadataSection:
     app_versions_file: str = _opt(
         _optional_abs_path,
         "/etc/chatmail/appversions.json",
-        "JSON file told to clients as appversions (missing or empty setting: none)",
+        "JSON file told to clients as appversions; while it does not exist, the list shipped "
+        "with the package (empty setting: none)",
     )
     notify_url: str = _opt(
         _optional_https_url,
@@ -548,6 +549,18 @@ class TlsSection:
         "no",
         "the certificate is self-signed: chatmail-setup makes one when none exists (IP-address "
         "relays, tests) and `/new` adds a `dclogin_url` with ic=3 (accept it)",
+    )
+
+
+@dataclass(frozen=True)
+class ImapSection:
+    """`[imap]`: what Dovecot's IMAP offers clients beyond the relay's fixed setup."""
+
+    compress: bool = _opt(
+        _bool,
+        "no",
+        "offer IMAP COMPRESS=DEFLATE (RFC 4978): less traffic, but Dovecot never hibernates a "
+        "compressed connection, so each idle client keeps its own imap process (docs/relay.md)",
     )
 
 
@@ -626,6 +639,26 @@ class WebSection:
     )
 
 
+@dataclass(frozen=True)
+class FederationSection:
+    """`[federation]`: mail between relays over HTTPS (`POST /mxdeliv`, chatmail-mxdeliv)."""
+
+    https: bool = _opt(
+        _bool,
+        "yes",
+        "receive mail from other relays over HTTPS at /mxdeliv (yes or no; no: nginx answers 404)",
+    )
+    socket: str = _opt(
+        _abs_path, "/run/chatmail/mxdeliv.sock", "socket path when not socket-activated"
+    )
+    smtpd_port: int = _opt(
+        _int_range(1, 65535),
+        "10026",
+        "port on 127.0.0.1 of the Postfix smtpd that checks mail received over HTTPS as port 25 "
+        "does (milter included)",
+    )
+
+
 SECTIONS: dict[str, type] = {
     "chatmail": ChatmailSection,
     "auth": AuthSection,
@@ -635,7 +668,9 @@ SECTIONS: dict[str, type] = {
     "dns": DnsSection,
     "metadata": MetadataSection,
     "tls": TlsSection,
+    "imap": ImapSection,
     "web": WebSection,
+    "federation": FederationSection,
 }
 
 
@@ -652,7 +687,9 @@ class Config:
     dns: DnsSection
     metadata: MetadataSection
     tls: TlsSection
+    imap: ImapSection
     web: WebSection
+    federation: FederationSection
     warnings: tuple[str, ...] = ()
 
 

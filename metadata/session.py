@@ -24,7 +24,7 @@ from chatmail_services.address import account_address, local_part
 from chatmail_services.config import Config
 from chatmail_services.dictserver import Deferred
 
-from . import keys, serverkeys, store, tokens
+from . import appversions, keys, serverkeys, store, tokens
 from .serverkeys import Turn
 
 log = logging.getLogger("chatmail.metadata")
@@ -80,7 +80,7 @@ def server_value(settings: Settings, name: str, now: float) -> str | None:
     if name == "turn":
         return serverkeys.turn_credentials(settings.turn, now) if settings.turn else None
     if name == "appversions":
-        return serverkeys.app_versions(settings.app_versions_file)
+        return appversions.serve(settings.app_versions_file)
     return None
 
 

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from chatmail_services.metadata import appversions
 from harness import stack_dir
 from harness.imap import Imap
 from harness.relay import LocalRelay
@@ -31,7 +32,21 @@ CLIENT_GET = (
     "/shared/vendor/deltachat/turn /shared/vendor/deltachat/maxsmtprecipients "
     "/shared/vendor/deltachat/appversions"
 )
-APP_VERSIONS = {"android": {"latestVersion": "2.65.0"}, "ios": {"latestVersion": "2.64.1"}}
+APP_VERSIONS = {  # an admin's own list
+    "clients": [
+        {
+            "clientId": "deltachat",
+            "sources": [
+                {
+                    "sourceId": "gplay",
+                    "versionInteger": 9999,
+                    "versionString": "9.9.9",
+                    "downloadUrl": "https://download.example/dc-9.9.9.apk",
+                }
+            ],
+        }
+    ]
+}
 
 
 def _relay(sections: dict[str, dict[str, object]]) -> Iterator[LocalRelay]:
@@ -80,7 +95,8 @@ def relay() -> Iterator[LocalRelay]:
 
 @pytest.fixture(scope="module")
 def bare_relay() -> Iterator[LocalRelay]:
-    """No optional server key configured (the app versions file does not exist)."""
+    """No optional server key configured; the app versions file does not exist (so the list
+    shipped with the package is served)."""
     yield from _relay({"metadata": {"app_versions_file": "/nonexistent/appversions.json"}})
 
 
@@ -216,8 +232,10 @@ def test_server_keys_absent_when_not_configured(bare_relay):
     imap.close()
     prefix = "/shared/vendor/deltachat/"
     assert values.get(prefix + "maxsmtprecipients") == b"1000"
-    for name in ("irohrelay", "turn", "appversions"):
+    for name in ("irohrelay", "turn"):
         assert values.get(prefix + name) is None, name
+    shipped = json.loads(appversions.SHIPPED.read_bytes())
+    assert json.loads(values[prefix + "appversions"]) == shipped
     assert postconf(bare_relay, "smtpd_recipient_limit") == "1000"
     assert values["/shared/admin"] == f"mailto:postmaster@{DOMAIN}".encode()  # the default
 

@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from chatmail_services.metadata import serverkeys
+from chatmail_services.metadata import appversions, serverkeys
 from chatmail_services.metadata.session import Session, settings_from_config
 
 from chatmail_services import layout
@@ -113,17 +113,20 @@ def test_wrong_dict_name_fails(config, home):
     assert run(s, f"L{TOKEN_KEY}\t{USER}").startswith("F")
 
 
-def test_server_keys_absent_by_default(session):
-    assert run(session, f"L{SERVER}maxsmtprecipients\t{USER}") == "O1000\n"
+def test_server_keys_absent_by_default(make_config, tmp_path):
+    config = make_config(metadata={"app_versions_file": ""})
+    s = Session(settings_from_config(config))
+    assert run(s, HELLO) is None
+    assert run(s, f"L{SERVER}maxsmtprecipients\t{USER}") == "O1000\n"
     for name in ("irohrelay", "turn", "appversions"):
-        assert run(session, f"L{SERVER}{name}\t{USER}") == "N\n", name
+        assert run(s, f"L{SERVER}{name}\t{USER}") == "N\n", name
 
 
 def test_server_keys_configured(make_config, tmp_path):
     secret = tmp_path / "secret"
     secret.write_text("s3cret\n")
     versions = tmp_path / "versions.json"
-    versions.write_text('{\n  "ios": {"latestVersion": "2.0"}\n}\n')
+    versions.write_text('{\n  "clients": [{"clientId": "x", "sources": []}]\n}\n')
     config = make_config(
         chatmail={"max_recipients": 50},
         metadata={
@@ -138,7 +141,7 @@ def test_server_keys_configured(make_config, tmp_path):
     run(s, HELLO)
     assert run(s, f"L{SERVER}maxsmtprecipients\t") == "O50\n"
     assert run(s, f"L{SERVER}irohrelay\t") == "Ohttps://iroh.example/\n"
-    assert run(s, f"L{SERVER}appversions\t") == 'O{"ios":{"latestVersion":"2.0"}}\n'
+    assert run(s, f"L{SERVER}appversions\t") == 'O{"clients":[{"clientId":"x","sources":[]}]}\n'
     host, port, expiry, password = run(s, f"L{SERVER}turn\t")[1:-1].split(":")
     assert (host, port) == ("turn.example", "5349")
     # the password as OpenSSL computes it (an implementation of its own)
@@ -151,8 +154,9 @@ def test_server_keys_configured(make_config, tmp_path):
     assert password == base64.b64encode(hmac_sha1).decode()
     versions.write_text("not json")
     assert run(s, f"L{SERVER}appversions\t") == "N\n"
-    versions.unlink()
-    assert run(s, f"L{SERVER}appversions\t") == "N\n"
+    versions.unlink()  # while the file does not exist: the list shipped with the package
+    shipped = json.loads(appversions.SHIPPED.read_bytes())
+    assert json.loads(run(s, f"L{SERVER}appversions\t")[1:]) == shipped
 
 
 def test_turn_credentials_expire_after_the_lifetime():
@@ -167,13 +171,6 @@ def test_turn_secret_must_be_readable(make_config, tmp_path):
     (tmp_path / "no").write_text("\n")
     with pytest.raises(serverkeys.SettingsError, match="empty"):
         settings_from_config(config)
-
-
-def test_app_versions_too_large(tmp_path):
-    big = tmp_path / "big.json"
-    big.write_text(json.dumps({"x": "y" * serverkeys.MAX_APP_VERSIONS_BYTES}))
-    assert serverkeys.app_versions(str(big)) is None
-    assert serverkeys.app_versions("") is None
 
 
 def _message_new(session: Session, tid: str, key: str = f"priv/{GUID}/messagenew") -> str | None:
