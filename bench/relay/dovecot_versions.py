@@ -44,6 +44,7 @@ from run import percentile, random_credentials  # noqa: E402
 
 RELEASES = {"bookworm": "Debian 12", "trixie": "Debian 13"}
 PROBE = "/root/idle_probe.py"
+LOCAL_CONF = "/etc/dovecot/local.conf"
 BURST = 10  # the milter's default max_user_send_burst_size: one sender per batch stays below
 CONFIG = f"""\
 [chatmail]
@@ -62,9 +63,12 @@ key_file = /etc/ssl/private/ssl-cert-snakeoil.key
 
 
 @contextlib.contextmanager
-def relay_container(deb: Path, workdir: Path, release: str) -> Iterator:
+def relay_container(
+    deb: Path, workdir: Path, release: str, hibernate_timeout: int | None = None
+) -> Iterator:
     """A booted container of `release` with the package, Postfix and Dovecot installed and
-    configured by chatmail-setup, and the probe copied in."""
+    configured by chatmail-setup, and the probe copied in; `hibernate_timeout` (seconds)
+    goes into the admin's own /etc/dovecot/local.conf (docs/setup.md)."""
     with _with_package(SimpleNamespace(deb=deb), workdir, release) as ct:
         ct.check(
             "debconf-set-selections",
@@ -74,6 +78,10 @@ def relay_container(deb: Path, workdir: Path, release: str) -> Iterator:
         _apt(ct, "install", ct.deb)  # with the Recommends: Postfix, Dovecot
         ct.path("/etc/chatmail/chatmail.ini").write_text(CONFIG)
         render_mail_config(ct)
+        if hibernate_timeout is not None:
+            ct.path(LOCAL_CONF).write_text(f"imap_hibernate_timeout = {hibernate_timeout}s\n")
+            ct.check(["systemctl", "restart", "dovecot.service"])
+        ct.hibernate_timeout = ct.check(["doveconf", "-h", "imap_hibernate_timeout"]).strip()
         ct.copy_in(HERE / "idle_probe.py", PROBE)
         ct.dovecot = ct.check(["dovecot", "--version"]).split()[0]
         ct.postfix = ct.check(["postconf", "-h", "mail_version"]).strip()
@@ -100,16 +108,17 @@ def probe(ct, work: dict) -> dict:
 
 def alternate(relays: dict, mode: str, total: int, size: int) -> dict[str, dict[str, list]]:
     """`total` samples per relay in probe jobs of `size`, the relays taking turns."""
-    results = {name: {"idle": [], "maildir": []} for name in relays}
+    results = {name: {"idle": [], "maildir": [], "cpu": 0.0} for name in relays}
     done = 0
     while done < total:
         size_now = min(size, total - done)
         for name, ct in relays.items():
             work = job(mode, size_now if mode == "hibernated" else 1, size_now)
             found = probe(ct, work)
-            if mode == "hibernated" and found["hibernated"] < size_now:
-                raise RuntimeError(f"{name}: only {found['hibernated']} sessions hibernated")
-            for key in ("idle", "maildir"):
+            parked = size_now if mode == "hibernated" else 0
+            if found["hibernated"] != parked:
+                raise RuntimeError(f"{name}, {mode}: {found['hibernated']} sessions hibernated")
+            for key in ("idle", "maildir", "cpu"):
                 results[name][key] += found[key]
         done += size_now
         print(f"  {mode}: {done}/{total}", file=sys.stderr, flush=True)
@@ -143,6 +152,8 @@ def report(relays: dict, mode: str, results: dict[str, dict[str, list]]) -> None
     }
     shares = ", ".join(f"{RELEASES[n]} {v:.1f} ms" for n, v in dovecot_share.items())
     print(f"  Maildir -> EXISTS (Dovecot's own), p50: {shares}")
+    cpu = ", ".join(f"{RELEASES[n]} {r['cpu'] / count * 1000:.1f} ms" for n, r in results.items())
+    print(f"  Dovecot's CPU time per message (all its processes): {cpu}")
 
 
 def main() -> int:
@@ -150,6 +161,12 @@ def main() -> int:
     parser.add_argument("--messages", type=int, default=100, help="active IDLE, per relay")
     parser.add_argument("--hibernated", type=int, default=30, help="hibernated IDLE, per relay")
     parser.add_argument("--batch", type=int, default=BURST, help=f"at most {BURST}")
+    parser.add_argument(
+        "--hibernate-timeout",
+        type=int,
+        metavar="SECONDS",
+        help="imap_hibernate_timeout in local.conf (default: the templates' 30 s)",
+    )
     args = parser.parse_args()
     if not 1 <= args.batch <= BURST:
         parser.error(f"--batch must be 1 to {BURST} (the milter's burst)")
@@ -162,7 +179,9 @@ def main() -> int:
             for release in RELEASES:
                 print(f"booting and setting up {release}", file=sys.stderr, flush=True)
                 (work / release).mkdir()
-                relays[release] = stack.enter_context(relay_container(deb, work / release, release))
+                relays[release] = stack.enter_context(
+                    relay_container(deb, work / release, release, args.hibernate_timeout)
+                )
             for ct in relays.values():
                 probe(ct, job("active", 1, 3))  # warm up: first logins, caches
             active = alternate(relays, "active", args.messages, args.batch)
@@ -170,7 +189,10 @@ def main() -> int:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     for name, ct in relays.items():
-        print(f"{RELEASES[name]}: Dovecot {ct.dovecot}, Postfix {ct.postfix}, in a container")
+        print(
+            f"{RELEASES[name]}: Dovecot {ct.dovecot}, Postfix {ct.postfix}, in a container;"
+            f" imap_hibernate_timeout = {ct.hibernate_timeout}"
+        )
     report(relays, "active", active)
     if args.hibernated:
         report(relays, "hibernated", hibernated)

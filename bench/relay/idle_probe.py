@@ -5,7 +5,9 @@ Debian 13). Reads one JSON job on stdin, prints one JSON result on stdout:
 
   job:    {"mode": "active" | "hibernated", "count": messages (active), "mailboxes": dir,
            "sender": [addr, password], "rcpts": [[addr, password, message (latin-1)], ...]}
-  result: {"idle": [seconds, ...], "maildir": [seconds, ...], "hibernated": n}
+  result: {"idle": [seconds, ...], "maildir": [seconds, ...], "hibernated": sessions parked
+           (hibernated: before the first message; active: after the last), "cpu": seconds of
+           CPU dovecot.service's processes used from the first submission to the last EXISTS}
 
 For each recipient an IMAP IDLE session on INBOX (127.0.0.1:993) is opened; then, one message
 at a time over SMTPS (127.0.0.1:465), the seconds from submission to the message file in the
@@ -88,6 +90,13 @@ def hibernated_sessions() -> int:
     return count
 
 
+def dovecot_cpu_seconds() -> float:
+    """CPU time of everything in dovecot.service's cgroup so far (cgroup v2 cpu.stat)."""
+    stat = Path("/sys/fs/cgroup/system.slice/dovecot.service/cpu.stat").read_text()
+    fields = dict(line.split() for line in stat.splitlines())
+    return int(fields["usage_usec"]) / 1e6
+
+
 def wait_for(condition, what: str, timeout: float = WAIT) -> None:
     deadline = time.perf_counter() + timeout
     while not condition():
@@ -120,6 +129,7 @@ def measure(job: dict) -> dict:
         else:
             sends = [(idlers[0], rcpts[0])] * job["count"]
         delivered: dict[str, int] = {}
+        cpu_before = dovecot_cpu_seconds()
         with smtplib.SMTP_SSL("127.0.0.1", 465, context=TLS, timeout=WAIT) as smtp:
             smtp.login(sender, sender_pw)
             for idler, (addr, _, message) in sends:
@@ -134,6 +144,9 @@ def measure(job: dict) -> dict:
                 if not idler.seen.wait(WAIT):
                     raise RuntimeError(f"no IDLE notification within {WAIT:.0f} s")
                 result["idle"].append(idler.at - start)
+        result["cpu"] = dovecot_cpu_seconds() - cpu_before
+        if job["mode"] == "active":  # still a working imap process: none was parked
+            result["hibernated"] = hibernated_sessions() - baseline
     finally:
         for idler in idlers:
             idler.close()
