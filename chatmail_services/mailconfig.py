@@ -87,6 +87,18 @@ def postfix_values(config: Config) -> dict[str, object]:
     }
 
 
+def dovecot_values(config: Config) -> dict[str, object]:
+    """Dovecot's placeholder values that follow from the config: IMAP COMPRESS ([imap]
+    compress). 2.3 needs the `zlib` and `imap_zlib` plugins for it; 2.4 has it built in and
+    only leaves it out of CAPABILITY when told."""
+    compress = config.imap.compress
+    return {
+        "zlib_plugin": "zlib" if compress else "",
+        "imap_zlib_plugin": "imap_zlib" if compress else "",
+        "imap_compress": "yes" if compress else "no",
+    }
+
+
 def turn_values(config: Config) -> dict[str, object]:
     """coturn's values that follow from the chatmail config: realm and the shared secret."""
     secret = Path(config.metadata.turn_secret_file).read_text().strip()
@@ -105,6 +117,7 @@ def production_values(config: Config, cert: str, key: str, mail_user: str) -> di
     entry = pwd.getpwnam(mail_user)
     return {
         **postfix_values(config),
+        **dovecot_values(config),
         "mailboxes_dir": config.chatmail.mailboxes_dir,
         "tls_ca_file": SYSTEM_CA_FILE,
         "inet_protocols": "all",

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from chatmail_services.web import nginxstream
 from chatmail_services.web.nginxconf import TEMPLATE, nginx_values
 from chatmail_services.web.site import site_files
 
@@ -211,8 +212,9 @@ def coturn_part(config: Config, ctx: Context) -> Part | None:
 
 
 def nginx_part(config: Config, ctx: Context) -> Part:
-    """nginx's server for the relay's names (pages, `/new`, MTA-STS, autoconfig) and the pages
-    themselves (chatmail-web's site, generated from the config) in `[web] root`."""
+    """nginx's server for the relay's names (pages, `/new`, MTA-STS, autoconfig), port 443's
+    stream (IMAP and SMTP by ALPN beside HTTPS) and the pages themselves (chatmail-web's
+    site, generated from the config) in `[web] root`."""
     if ctx.system and not ctx.exists("/usr/sbin/nginx"):
         raise SetupError("nginx is not installed: apt-get install nginx")
     if ctx.exists(NGINX_DEFAULT_SITE):
@@ -220,15 +222,28 @@ def nginx_part(config: Config, ctx: Context) -> Part:
             f"{NGINX_DEFAULT_SITE}: Debian's default site logs every visitor's IP address; "
             f"remove it (rm {NGINX_DEFAULT_SITE}) and run chatmail-setup again"
         )
+    if ctx.system and not ctx.exists(nginxstream.STREAM_MODULE):
+        raise SetupError(
+            "nginx's stream module is not installed (IMAP and SMTP on port 443): "
+            "apt-get install libnginx-mod-stream"
+        )
     cert, key = tls_paths(config)
     conf = render_text(template(ctx, TEMPLATE), nginx_values(config, tls_cert=cert, tls_key=key))
+    stream = render_text(
+        template(ctx, nginxstream.TEMPLATE),
+        nginxstream.stream_values(nginxstream.PRODUCTION_STREAM),
+    )
     pages = (
         Desired(f"{config.web.root}/{relative}", content)
         for relative, content in sorted(site_files(config).items())
     )
     return Part(
         "nginx",
-        files=(Desired(NGINX_CONF, conf.encode()), *pages),
+        files=(
+            Desired(NGINX_CONF, conf.encode()),
+            Desired(nginxstream.PRODUCTION_FILE, stream.encode()),
+            *pages,
+        ),
         checks=(("nginx", "-t", "-q"),) if ctx.system else (),
         reloads=(reload_unit("nginx"),),
     )

@@ -36,6 +36,8 @@ DEB_PACKAGES=(
   # the package (python3-segno; the virtualenv gets segno from PyPI), and the web tests' tools:
   # headless Chromium for screenshots, zbarimg to decode the QR code in them
   nginx python3-segno chromium zbar-tools
+  # nginx's stream module (ssl_preread): IMAP and SMTP on port 443 beside HTTPS, by TLS ALPN
+  libnginx-mod-stream
   # the Lua front end of chatmail-auth (Dovecot 2.4's only way; tested here on 2.3): Dovecot's
   # Lua passdb/userdb, and the script's socket and JSON modules
   dovecot-auth-lua lua-socket lua-cjson

@@ -11,6 +11,8 @@ from chatmail_services.address import ipv4_domain
 from chatmail_services.config import Config
 from chatmail_services.templating import render_template
 
+from .nginxstream import PRODUCTION_STREAM, StreamPorts
+
 TEMPLATE = "nginx/chatmail.conf"
 # certbot's --webroot-path: Debian nginx's default root, so that the first certificate (taken
 # before chatmail-setup, through Debian's default site) and the renewals (through ours) use
@@ -40,7 +42,7 @@ def nginx_values(
     web_socket: str | None = None,
     listen_addresses: tuple[str, ...] = ("0.0.0.0", "[::]"),
     http_port: int = 80,
-    https_port: int = 443,
+    stream: StreamPorts = PRODUCTION_STREAM,
     acme_root: str = ACME_ROOT,
     error_log: str = ERROR_LOG,
 ) -> dict[str, str]:
@@ -52,7 +54,9 @@ def nginx_values(
         "redirect_host": config.chatmail.mail_domain,
         "listen_http_default": _listen(addresses, http_port, " default_server"),
         "listen_http": _listen(addresses, http_port, ""),
-        "listen_https": _listen(addresses, https_port, " ssl"),
+        # behind the stream on 443 (web/nginxstream.py), on loopback
+        "listen_https": f"    listen {stream.https_backend_address()} ssl proxy_protocol;",
+        "stream_source": stream.address,
         "tls_cert": tls_cert,
         "tls_key": tls_key,
         "web_root": web_root or config.web.root,

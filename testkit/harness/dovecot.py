@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from chatmail_services.config import Config
-from chatmail_services.mailconfig import server_admin
+from chatmail_services.mailconfig import dovecot_values, server_admin
 
 from . import MAIL_USER, TEMPLATES, VENV_BIN, mail_ids, read_logs
 from .net import free_port, process_running, wait_for_tcp, wait_for_unix
@@ -95,6 +95,7 @@ class Dovecot:
             "mail_gid": gid,
             "mail_user": MAIL_USER,
             "server_admin": server_admin(self.config),
+            **dovecot_values(self.config),
             "auth_dict_conf": dict_conf,
             "auth_lua": self.dir / "chatmail-auth.lua",
             "auth_socket": self.auth_socket or self.dir / "no-auth-socket",

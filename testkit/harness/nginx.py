@@ -1,5 +1,7 @@
 """A private nginx on loopback, serving the relay's web configuration from the production
-template (chatmail_services/templates/nginx/chatmail.conf via `nginx_values`).
+templates (chatmail_services/templates/nginx/chatmail.conf via `nginx_values`, and the port-443
+stream, chatmail-stream.conf via `stream_values`: its HTTPS port is the stream's, which hands
+HTTPS on to the server on a port of its own and IMAP and SMTP to the ports given).
 
 Its own prefix, pid file, temporary directories and logs live in `<root>/nginx`; the master
 runs as root (to bind the standard ports on its own loopback address), the workers as
@@ -13,6 +15,7 @@ import subprocess
 from pathlib import Path
 
 from chatmail_services.web.nginxconf import render_nginx
+from chatmail_services.web.nginxstream import STREAM_MODULE, StreamPorts, render_stream
 
 from chatmail_services.config import Config
 
@@ -21,6 +24,7 @@ from .net import wait_for_tcp
 WORKER_USER = "www-data"
 
 MAIN_CONF = """\
+load_module {stream_module};
 user {user};
 worker_processes 1;
 pid {dir}/nginx.pid;
@@ -37,11 +41,19 @@ http {{
     scgi_temp_path {dir}/temp/scgi;
     include {dir}/chatmail.conf;
 }}
+include {dir}/chatmail-stream.conf;
 """
 
 
+def main_conf(directory: Path) -> str:
+    """nginx.conf of a private nginx in `directory` (chatmail.conf and chatmail-stream.conf
+    beside it)."""
+    return MAIN_CONF.format(user=WORKER_USER, dir=directory, stream_module=STREAM_MODULE)
+
+
 class Nginx:
-    """nginx with the relay's server blocks on `address` (ports 80 and 443 unless told)."""
+    """nginx with the relay's server blocks on `address` (ports 80 and 443 unless told); the
+    stream on `https_port` leads to the loopback ports of `stream` (its address: `address`)."""
 
     def __init__(
         self,
@@ -54,6 +66,7 @@ class Nginx:
         web_socket: Path,
         http_port: int = 80,
         https_port: int = 443,
+        stream: StreamPorts,
     ) -> None:
         self.dir = Path(root) / "nginx"
         (self.dir / "temp").mkdir(parents=True, exist_ok=True)
@@ -63,6 +76,7 @@ class Nginx:
         self.address = address
         self.http_port = http_port
         self.https_port = https_port
+        self.stream = stream
         self.acme_root = self.dir / "acme"
         self.server_error_log = self.dir / "server-error.log"
         (self.dir / "chatmail.conf").write_text(
@@ -74,13 +88,21 @@ class Nginx:
                 web_socket=str(web_socket),
                 listen_addresses=(address,),
                 http_port=http_port,
-                https_port=https_port,
+                stream=stream,
                 acme_root=str(self.acme_root),
                 error_log=str(self.server_error_log),
             )
         )
+        (self.dir / "chatmail-stream.conf").write_text(
+            render_stream(
+                stream,
+                listen_addresses=(address,),
+                port=https_port,
+                error_log=str(self.server_error_log),
+            )
+        )
         self.conf = self.dir / "nginx.conf"
-        self.conf.write_text(MAIN_CONF.format(user=WORKER_USER, dir=self.dir))
+        self.conf.write_text(main_conf(self.dir))
         self.process: subprocess.Popen[bytes] | None = None
 
     def _argv(self, *extra: str) -> list[str]:
@@ -103,6 +125,7 @@ class Nginx:
             )
         try:
             wait_for_tcp(self.https_port, host=self.address)
+            wait_for_tcp(self.stream.https_backend, host=self.address)
             wait_for_tcp(self.http_port, host=self.address)
         except TimeoutError:
             self.stop()

@@ -167,6 +167,8 @@ class LocalRelay:
                 tls=tls or self_signed_cert(self.root, domain),
                 http_port=web_ports[0] if web_ports else free_port(address),
                 https_port=web_ports[1] if web_ports else free_port(address),
+                imaps_port=ports.imaps,
+                smtps_port=ports.smtps,
             )
 
     @property

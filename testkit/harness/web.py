@@ -9,10 +9,13 @@ import ssl
 import subprocess
 from pathlib import Path
 
+from chatmail_services.web.nginxstream import StreamPorts
+
 from chatmail_services.config import Config
 
 from . import MAIL_USER, VENV_BIN
 from .activation import ActivatedService
+from .net import free_port
 from .nginx import Nginx
 from .units import UNITS_DIR, exec_start, read_unit, unit_value
 
@@ -57,7 +60,9 @@ def write_site(config_path: Path, web_root: Path) -> list[str]:
 
 
 class WebFront:
-    """chatmail-web behind nginx on `address`, with the site in `<root>/www`."""
+    """chatmail-web behind nginx on `address`, with the site in `<root>/www`. nginx's HTTPS port
+    is the stream of port 443: IMAP and SMTP by ALPN to `imaps_port` and `smtps_port` of
+    `address` (free ports where nothing listens unless given), the rest to the HTTPS server."""
 
     def __init__(
         self,
@@ -68,6 +73,8 @@ class WebFront:
         tls: tuple[Path, Path],
         http_port: int = 80,
         https_port: int = 443,
+        imaps_port: int | None = None,
+        smtps_port: int | None = None,
     ) -> None:
         self.root = Path(root)
         self.config = config
@@ -87,6 +94,14 @@ class WebFront:
             web_socket=self.socket,
             http_port=http_port,
             https_port=https_port,
+            stream=StreamPorts(
+                address=address,
+                https_backend=free_port(address),
+                smtps_hop=free_port(address),
+                imaps_hop=free_port(address),
+                smtps=smtps_port or free_port(address),
+                imaps=imaps_port or free_port(address),
+            ),
         )
 
     @property

@@ -6,7 +6,8 @@ import re
 import subprocess
 
 from chatmail_services.web.nginxconf import TEMPLATE, nginx_values, render_nginx
-from harness.nginx import MAIN_CONF, WORKER_USER
+from chatmail_services.web.nginxstream import StreamPorts, render_stream
+from harness.nginx import main_conf
 from harness.tls import self_signed_cert
 
 from chatmail_services.templating import PLACEHOLDER, template_text
@@ -16,10 +17,9 @@ def test_production_values_follow_the_config(make_config):
     config = make_config(web={"root": "/srv/www", "socket": "/run/x/web.sock"})
     values = nginx_values(config, tls_cert="/c.pem", tls_key="/k.pem")
     assert values["web_root"] == "/srv/www" and values["web_socket"] == "/run/x/web.sock"
-    assert values["listen_https"].split("\n") == [
-        "    listen 0.0.0.0:443 ssl;",
-        "    listen [::]:443 ssl;",
-    ]
+    # behind the stream on 443 (test_web_stream.py), which hands HTTPS on with the PROXY protocol
+    assert values["listen_https"] == "    listen 127.0.0.1:8443 ssl proxy_protocol;"
+    assert values["stream_source"] == "127.0.0.1"
     assert values["server_names"].split() == [
         "chat.example",
         "www.chat.example",
@@ -69,8 +69,10 @@ def test_nginx_accepts_the_production_configuration(make_config, tmp_path):
         error_log=str(tmp_path / "server-error.log"),
     )
     (tmp_path / "chatmail.conf").write_text(conf)
+    stream = render_stream(StreamPorts(), error_log=str(tmp_path / "server-error.log"))
+    (tmp_path / "chatmail-stream.conf").write_text(stream)
     main = tmp_path / "nginx.conf"
-    main.write_text(MAIN_CONF.format(user=WORKER_USER, dir=tmp_path))
+    main.write_text(main_conf(tmp_path))
     result = subprocess.run(
         ["nginx", "-t", "-p", str(tmp_path), "-c", str(main)],
         capture_output=True,

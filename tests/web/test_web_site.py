@@ -91,7 +91,8 @@ def test_mta_sts_is_the_dns_modules_policy(make_config):
     assert site_files(config)[MTA_STS].decode() == config_policy_text(config)
 
 
-def test_autoconfig_lists_the_four_servers(make_config):
+def test_autoconfig_lists_the_six_servers(make_config):
+    """993/143 and 465/587, and port 443 (SSL) for both: Delta Chat learns 443 only here."""
     files = site_files(make_config())
     assert files[AUTOCONFIG[0]] == files[AUTOCONFIG[1]]
     root = ET.fromstring(files[AUTOCONFIG[0]])
@@ -104,8 +105,10 @@ def test_autoconfig_lists_the_four_servers(make_config):
     assert servers == [
         ("imap", "993", "SSL", "%EMAILADDRESS%"),
         ("imap", "143", "STARTTLS", "%EMAILADDRESS%"),
+        ("imap", "443", "SSL", "%EMAILADDRESS%"),
         ("smtp", "465", "SSL", "%EMAILADDRESS%"),
         ("smtp", "587", "STARTTLS", "%EMAILADDRESS%"),
+        ("smtp", "443", "SSL", "%EMAILADDRESS%"),
     ]
     assert {s.findtext("hostname") for s in provider.iter() if s.find("hostname") is not None}
 
