@@ -31,6 +31,8 @@ DOVECOT_SETS = {
     ),
 }
 SYSTEM_CA_FILE = "/etc/ssl/certs/ca-certificates.crt"
+# The smtpd that checks mail received over HTTPS ([federation] smtpd_port) listens here only.
+MXDELIV_SMTPD_HOST = "127.0.0.1"
 # [tls] defaults: certbot's live directory for the mail domain, or the self-signed pair
 # chatmail-setup makes
 CERTBOT_LIVE = "/etc/letsencrypt/live"
@@ -84,6 +86,7 @@ def postfix_values(config: Config) -> dict[str, object]:
         "max_message_size": config.chatmail.max_message_size,
         "max_recipients": config.chatmail.max_recipients,
         "server_admin": server_admin(config),
+        "mxdeliv_listen": f"{MXDELIV_SMTPD_HOST}:{config.federation.smtpd_port}",
     }
 
 

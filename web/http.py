@@ -49,31 +49,34 @@ class HttpError(Exception):
 
 @dataclass(frozen=True)
 class Request:
-    """A parsed request head: method, path (without query), version, lower-case header names."""
+    """A parsed request head: method, path (without query), version, lower-case header names
+    (`headers`: a repeated field's values joined by ", "; `fields`: every field in order)."""
 
     method: str
     target: str
     version: tuple[int, int]
     headers: dict[str, str] = field(default_factory=dict)
+    fields: tuple[tuple[str, str], ...] = ()
 
     @property
     def path(self) -> str:
         return self.target.partition("?")[0]
 
-    def content_length(self) -> int:
-        """The body's length (0 without Content-Length); `HttpError` 413 above MAX_BODY."""
+    def content_length(self, limit: int = MAX_BODY) -> int:
+        """The body's length (0 without Content-Length); `HttpError` 413 above `limit`."""
         text = self.headers.get("content-length")
         if text is None:
             return 0
         length = int(text)
-        if length > MAX_BODY:
-            raise HttpError(413, f"request body larger than {MAX_BODY} bytes")
+        if length > limit:
+            raise HttpError(413, f"request body larger than {limit} bytes")
         return length
 
 
-def parse_head(head: bytes) -> Request:
-    """Parse a request head ending in CRLF CRLF; raise `HttpError` when it is not acceptable."""
-    if len(head) > MAX_HEAD:
+def parse_head(head: bytes, max_head: int = MAX_HEAD, max_headers: int = MAX_HEADERS) -> Request:
+    """Parse a request head ending in CRLF CRLF; raise `HttpError` when it is not acceptable
+    (longer than `max_head` bytes, more than `max_headers` fields, malformed)."""
+    if len(head) > max_head:
         raise HttpError(431, "request header too large")
     if not head.endswith(b"\r\n\r\n"):
         raise HttpError(400, "incomplete request header")
@@ -89,9 +92,10 @@ def parse_head(head: bytes) -> Request:
         raise HttpError(505, "only HTTP/1.0 and HTTP/1.1")
     if not _TARGET.fullmatch(target):
         raise HttpError(400, "request target must be a path")
-    if len(lines) - 1 > MAX_HEADERS:
-        raise HttpError(431, f"more than {MAX_HEADERS} header fields")
+    if len(lines) - 1 > max_headers:
+        raise HttpError(431, f"more than {max_headers} header fields")
     headers: dict[str, str] = {}
+    fields: list[tuple[str, str]] = []
     for line in lines[1:]:
         name, colon, value = line.partition(b":")
         if not colon or not _TOKEN.fullmatch(name):
@@ -101,6 +105,7 @@ def parse_head(head: bytes) -> Request:
             raise HttpError(400, "control character in a header field")
         key = name.decode("ascii").lower()
         text = value.decode("latin-1")
+        fields.append((key, text))
         if key == "content-length":
             if not text.isdigit() or not text.isascii() or len(text) > 18:
                 raise HttpError(400, "malformed Content-Length")
@@ -116,6 +121,7 @@ def parse_head(head: bytes) -> Request:
         target.decode("ascii"),
         (1, int(version[2])),
         headers,
+        tuple(fields),
     )
 
 

@@ -2,7 +2,8 @@
 
 Production (the setup command) and the test harness render the same template with
 `nginx_values`; only the listen addresses, ports and paths differ. The per-client limit of
-`/new` (rate, burst, zone size) comes from `[web]`.
+`/new` (rate, burst, zone size) comes from `[web]`, whether `/mxdeliv` is open from
+`[federation]`.
 """
 
 from __future__ import annotations
@@ -40,13 +41,15 @@ def nginx_values(
     tls_key: str,
     web_root: str | None = None,
     web_socket: str | None = None,
+    mxdeliv_socket: str | None = None,
     listen_addresses: tuple[str, ...] = ("0.0.0.0", "[::]"),
     http_port: int = 80,
     stream: StreamPorts = PRODUCTION_STREAM,
     acme_root: str = ACME_ROOT,
     error_log: str = ERROR_LOG,
 ) -> dict[str, str]:
-    """Template values; web root and socket default to the config's `[web]` settings."""
+    """Template values; web root and sockets default to the config's `[web]` and
+    `[federation]` settings."""
     addresses = list(listen_addresses)
     web = config.web
     return {
@@ -66,6 +69,23 @@ def nginx_values(
         "new_client_rate": f"{web.new_client_per_minute}r/m",
         "new_client_burst": str(web.new_client_burst),
         "new_client_zone": str(web.new_client_zone),
+        **mxdeliv_values(config, mxdeliv_socket),
+    }
+
+
+def mxdeliv_values(config: Config, socket: str | None = None) -> dict[str, str]:
+    """`location /mxdeliv`: chatmail-mxdeliv's socket, the largest body, and the gate that
+    answers 404 when `[federation] https = no`."""
+    federation = config.federation
+    gate = (
+        "# [federation] https = yes"
+        if federation.https
+        else "return 404;  # [federation] https = no"
+    )
+    return {
+        "mxdeliv_gate": gate,
+        "mxdeliv_socket": socket or federation.socket,
+        "max_message_size": str(config.chatmail.max_message_size),
     }
 
 

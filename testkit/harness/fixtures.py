@@ -16,6 +16,7 @@ from chatmail_services import dkimkey
 from chatmail_services.config import Config, load_config
 
 from . import MAIL_USER, mail_ids, stack_dir
+from .net import free_port
 
 
 @pytest.fixture
@@ -68,6 +69,8 @@ def write_test_config(root: Path, milter_socket: Path, **sections: dict[str, obj
         "milter": {"socket": milter_socket},
         "dkim": {"key_file": key_file},
         "metadata": {"notify_url": "", "queue_dir": queue},
+        # the smtpd for mail received over HTTPS: on 127.0.0.1 as in production, a free port
+        "federation": {"smtpd_port": free_port()},
     }
     for section, values in sections.items():
         merged.setdefault(section, {}).update(values)

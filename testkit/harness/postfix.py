@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from chatmail_services.config import Config
+from chatmail_services.mailconfig import MXDELIV_SMTPD_HOST
 from chatmail_services.templating import render_template
 
 from . import TEMPLATES
@@ -244,6 +245,7 @@ class Postfix:
             raise RuntimeError(f"postfix start failed:\n{start.stdout}\n{self.log_text()}")
         for port in (self.smtp_port, self.submission_port, self.smtps_port):
             wait_for_tcp(port, host=self.address)
+        wait_for_tcp(self.config.federation.smtpd_port, host=MXDELIV_SMTPD_HOST)
         return self
 
     def _link_milter_socket(self) -> None:

@@ -92,12 +92,14 @@ class LocalRelay:
         self.root.joinpath("run").chmod(0o755)
         self.auth_socket = self.root / "run" / "auth.sock"
         self.metadata_socket = self.root / "run" / "metadata.sock"
+        self.mxdeliv_socket = self.root / "run" / "mxdeliv.sock"
         sections: dict[str, dict[str, object]] = {
             "chatmail": {"mail_domain": domain},
             "auth": {"socket": self.auth_socket},
             "dkim": {"key_file": self.root / "dkim" / "chatmail.private"},
             "dns": {"ipv4": address},  # the A record chatmail-dns prints
             "metadata": {"socket": self.metadata_socket},
+            "federation": {"socket": self.mxdeliv_socket},
         }
         # every port known now: /new names the IMAP and SMTP ones in its dclogin_url
         ports = Ports(
@@ -154,11 +156,14 @@ class LocalRelay:
             "/run/chatmail/auth.sock": self.auth_socket,
             "/run/chatmail/metadata.sock": self.metadata_socket,
             "/var/spool/postfix/chatmail/milter.sock": Path(self.config.milter.socket),
+            "/run/chatmail/mxdeliv.sock": self.mxdeliv_socket,
         }
         self.auth = self._service("chatmail-auth")
         self.metadata = self._service("chatmail-metadata")
         self.milter = self._service("chatmail-milter") if milter else None
         self.web: WebFront | None = None
+        # mail from other relays over HTTPS: nginx's /mxdeliv (with the web face only)
+        self.mxdeliv = self._service("chatmail-mxdeliv") if web else None
         if web:
             self.web = WebFront(
                 self.root,
@@ -269,6 +274,8 @@ class LocalRelay:
             self.metadata.start()
             if self.milter:
                 self.milter.start()
+            if self.mxdeliv:
+                self.mxdeliv.start()
             self.dovecot.start()
             self.postfix.start()
             if self.web:
@@ -287,7 +294,7 @@ class LocalRelay:
             for future in [pool.submit(stop) for stop in stops]:
                 with contextlib.suppress(Exception):  # keep stopping the rest
                     future.result()
-        for service in (self.milter, self.metadata, self.auth):
+        for service in (self.mxdeliv, self.milter, self.metadata, self.auth):
             if service:
                 service.close()
 

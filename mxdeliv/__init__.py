@@ -1,0 +1,1 @@
+"""chatmail-mxdeliv: mail other relays deliver over HTTPS (`POST /mxdeliv` behind nginx)."""
