@@ -9,13 +9,21 @@ advises against (Received, Return-Path, Bcc, ...), plus Autocrypt and Content-Ty
 
 from __future__ import annotations
 
+import base64
+import time
+
 import dkim
+import dkim.crypto
 
 from chatmail_services import dkimkey
 
-from . import dkimcrypto
+from . import dkimcanon, dkimcrypto, dkimhash
 
 dkimcrypto.install()
+
+ALGORITHM = b"rsa-sha256"
+POLICY = dkimcanon.policy(b"relaxed/simple")
+NAME = b"DKIM-Signature"
 
 ALWAYS_SIGNED = ("autocrypt", "content-type")
 OVERSIGNED = (
@@ -58,29 +66,64 @@ def header_list(names: list[str]) -> list[str]:
 
 
 class Signer:
-    """Signs messages of `domain` with one RSA key; safe to share between threads."""
+    """Signs messages of `domain` with one RSA key; safe to share between threads.
+
+    `sign` is dkimpy's `DKIM(message, linesep=b"\\n").sign(...)` step for step (dkimpy 1.1.8)
+    with the work around it done once or faster: the key is parsed once, the message split by
+    `dkimcanon.split_message` (dkimpy's parser on the header section only) and the relaxed
+    header canonicalization is `dkimcanon`'s; dkimpy's `gen_header` makes the field. Tests
+    compare the result byte for byte with stock dkimpy's.
+    """
 
     def __init__(self, selector: str, domain: str, private_pem: bytes) -> None:
         self.selector = selector.encode("ascii")
         self.domain = domain.encode("idna")
-        self.pem = private_pem
-        dkim.DKIM(b"From: <x@x>\r\n\r\n").sign(self.selector, self.domain, self.pem)  # key ok?
+        try:
+            self.key = dkim.crypto.parse_pem_private_key(private_pem)
+        except dkim.crypto.UnparsableKeyError as exc:
+            raise dkim.KeyFormatError(str(exc)) from None
+        self.sign(b"From: <x@x>\r\n\r\n")  # key ok?
 
     def sign(self, message: bytes) -> bytes:
         """The DKIM-Signature field value for `message` (CRLF message), folded with LF and
         starting with a space, without the name and the final line break."""
-        signer = dkim.DKIM(message, linesep=b"\n")
-        names = [name.decode("ascii", "replace") for name, _ in signer.headers]
-        field = signer.sign(
-            self.selector,
-            self.domain,
-            self.pem,
-            canonicalize=(b"relaxed", b"simple"),
-            include_headers=[name.encode("ascii") for name in header_list(names)],
-        )
-        name, _, value = field.partition(b":")
-        assert name == b"DKIM-Signature"
-        return value.rstrip(b"\r\n")
+        headers, body = dkimcanon.split_message(message)
+        names = [name.decode("ascii", "replace") for name, _ in headers]
+        include = tuple(name.encode("ascii") for name in header_list(names))
+        if b"from" not in include:
+            raise dkim.ParameterError("The From header field MUST be signed")
+        for name in set(include).intersection(dkim.DKIM.SHOULD_NOT):
+            raise dkim.ParameterError(f"The {name!r} header field SHOULD NOT be signed")
+        hasher = dkim.HASH_ALGORITHMS[ALGORITHM]
+        fields = [
+            (b"v", b"1"),
+            (b"a", ALGORITHM),
+            (b"c", POLICY.to_c_value()),
+            (b"d", self.domain),
+            (b"i", b"@" + self.domain),
+            (b"q", b"dns/txt"),
+            (b"s", self.selector),
+            (b"t", str(int(time.time())).encode("ascii")),
+            (b"h", b" : ".join(include)),
+            (b"bh", base64.b64encode(hasher(POLICY.canonicalize_body(body)).digest())),
+            (b"b", b"0" * 60),  # dkimpy's placeholder: b= folds onto a line of its own
+        ]
+        return b" " + self._field_value(fields, include, headers).rstrip(b"\r\n")
+
+    def _field_value(self, fields: list[tuple[bytes, bytes]], include, headers) -> bytes:
+        """dkimpy's `gen_header` (not `standardize`d): hash, sign, fold with LF."""
+        value = b"; ".join(b"=".join(x) for x in fields)
+        value = dkimcanon.strip_b_value(dkim.fold(value, namelen=len(NAME), linesep=b"\r\n"))
+        h = dkim.HashThrough(dkim.HASH_ALGORITHMS[ALGORITHM](), False)
+        canonical = POLICY.canonicalize_headers(headers)
+        dkimhash.hash_headers(h, POLICY, canonical, include, (NAME, b" " + value))
+        try:
+            signature = dkim.RSASSA_PKCS1_v1_5_sign(h, self.key)
+        except dkim.crypto.DigestTooLargeError:
+            raise dkim.ParameterError("digest too large for modulus") from None
+        fields[-1] = (b"b", base64.b64encode(bytes(signature)))
+        value = b"; ".join(b"=".join(x) for x in fields) + b"\n"
+        return dkim.fold(value, namelen=len(NAME), linesep=b"\n")
 
 
 def load_signer(selector: str, domain: str, key_file: str) -> Signer:

@@ -21,7 +21,7 @@ import dns.resolver
 from chatmail_services import dnsquery
 from chatmail_services.config import DkimSection
 
-from . import dkimcrypto, dkimpolicy, mime
+from . import dkimcheck, dkimcrypto, dkimpolicy, mime
 from .policy import Verdict
 
 log = logging.getLogger("chatmail.milter")
@@ -99,7 +99,7 @@ class KeyLookup:
 
     def _too_big(self, name: str, record: bytes) -> bool:
         try:
-            _, bits, _, _ = dkim.evaluate_pk(name, record)
+            _, bits, _, _ = dkimcheck.parsed_key(name, record)
         except dkim.DKIMException:
             return False  # dkimpy reports the malformed key itself (the signature fails)
         return bits is not None and bits > self.max_key_bits
@@ -129,12 +129,12 @@ class Verifier:
     ) -> Verdict:
         """`message` is the whole message as received; `headers` its parsed fields; `client`
         the connecting client's address (a From address literal must be it)."""
-        parsed: list[dkim.DKIM | None] = []  # parsed on the first check only
+        parsed: list[dkimcheck.SignedMessage | None] = []  # parsed on the first check only
 
         def check(index: int) -> dkimpolicy.Check:
             if not parsed:
                 try:
-                    parsed.append(dkim.DKIM(message, logger=_DKIMPY_LOG))
+                    parsed.append(dkimcheck.SignedMessage(message, _DKIMPY_LOG))
                 except dkim.DKIMException:
                     parsed.append(None)
             signed = parsed[0]
