@@ -74,6 +74,10 @@ def web_instructions(relay: LocalRelay) -> list[str]:
         f"web: {base}/ (the home page with the account QR code; accept the certificate)",
         f"  new accounts: curl -k -X POST {base}/new  (JSON with a dclogin_url for Delta Chat)",
         f"  (the QR code names https://{relay.domain}/new, which only a real relay serves)",
+        f"port {relay.web.nginx.https_port} also carries IMAP and SMTP (TLS, told apart by ALPN "
+        "as on a relay's 443):",
+        f"  openssl s_client -connect {relay.address}:{relay.web.nginx.https_port} -alpn imap",
+        f"  Delta Chat: IMAP and SMTP port {relay.web.nginx.https_port}, SSL/TLS",
     ]
 
 
@@ -124,7 +128,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--imap-port", type=int, default=2143)
     parser.add_argument("--imaps-port", type=int, default=2993)
     parser.add_argument("--http-port", type=int, default=2080, help="the web pages (redirect)")
-    parser.add_argument("--https-port", type=int, default=2443, help="the web pages and /new")
+    parser.add_argument(
+        "--https-port",
+        type=int,
+        default=2443,
+        help="the web pages and /new, and IMAP and SMTP by TLS ALPN (a relay's port 443)",
+    )
     parser.add_argument(
         "--address",
         default="127.0.0.1",
