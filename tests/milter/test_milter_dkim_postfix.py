@@ -4,7 +4,10 @@ it, Dovecot for delivery and nsd serving the key records on loopback.
 Checks the role detection as Postfix really reports it: a submission leaves signed and its
 signature verifies on the message as delivered; a bounce Postfix generates itself reaches the
 milter as non-SMTP mail (`{daemon_name}` = chatmail-internal) and leaves signed; port-25 mail
-needs a valid signature of its From domain; mail posted with sendmail is not "internal".
+needs a valid signature of its From domain that signs From; mail posted with sendmail is not
+"internal". Delivery to Dovecot strips DKIM-Signature and Authentication-Results, so the
+signature the relay made is read from the milter's debug log and put back on top of the
+stored file to verify it.
 """
 
 from __future__ import annotations
@@ -20,8 +23,11 @@ import pytest
 from chatmail_services.dnszone.records import Record
 from chatmail_services.dnszone.zonefile import record_line
 from harness.fixtures import session_dkim_key
+from harness.maillog import message_id_of, signature_logged
+from harness.messages import dkim_sign
 from harness.milterstack import ALICE, BOB, CAROL, DOMAIN, MilterStack
 from harness.nameserver import NameServer
+from harness.net import free_port
 
 from chatmail_services import dkimkey
 
@@ -45,7 +51,7 @@ def zone_line(selector: str, domain: str) -> str:
 
 def dnsfunc(name: bytes, timeout: float = 5) -> bytes:
     """The public key for dkimpy's own verification of delivered files (independent of ours)."""
-    assert name in (b"chatmail._domainkey.chat.example.",), name
+    assert name in (b"chatmail._domainkey.chat.example.", b"remote._domainkey.other.example."), name
     return key_record().encode()
 
 
@@ -57,8 +63,19 @@ class Stack(MilterStack):
             root,
             NS_ADDRESS,
             {DOMAIN: zone_line("chatmail", DOMAIN), REMOTE: zone_line("remote", REMOTE)},
+            port=free_port(NS_ADDRESS),  # the module may run twice at once (other checkouts)
         )
-        super().__init__(root, dkim={"resolver": f"{NS_ADDRESS}:{self.ns.port}", "dns_timeout": 3})
+        super().__init__(
+            root,
+            dkim={"resolver": f"{NS_ADDRESS}:{self.ns.port}", "dns_timeout": 3},
+            chatmail={"log_level": "debug"},  # the signatures it adds (delivery strips them)
+        )
+
+    def signature(self, stored: bytes) -> bytes:
+        """The DKIM-Signature the milter added to this stored message (its debug line)."""
+        field = signature_logged(self.postfix.log_text(), self.log(), message_id_of(stored))
+        assert field is not None, self.log()[-3000:]
+        return field
 
 
 @pytest.fixture(scope="module")
@@ -99,16 +116,25 @@ REMOTE_HEADERS = (
 )
 
 
-def test_submitted_mail_is_signed_and_verifies_as_delivered(stack, build, gpg):
+def head(stored: bytes) -> bytes:
+    return stored.replace(b"\r\n", b"\n").split(b"\n\n", 1)[0]
+
+
+def test_submitted_mail_is_signed_and_stored_without_the_signature(stack, build, gpg):
     before = stack.count(BOB)
     stack.submit(ALICE, [BOB], alice_message(build, gpg, "signed delivery"))
     delivered = stack.delivered(BOB, before + 1)[-1]
-    [tags] = signatures(delivered)
+    assert signatures(delivered) == [] and b"dkim-signature" not in head(delivered).lower()
+    field = stack.signature(delivered)
+    [tags] = signatures(field + delivered)
     assert (tags[b"d"], tags[b"s"], tags[b"c"]) == (b"chat.example", b"chatmail", b"relaxed/simple")
     assert b"autocrypt" in tags[b"h"]
-    # dkimpy's own verification of the stored file (Return-Path and Delivered-To added on
-    # delivery are not signed): the signature survived everything Postfix did after the milter
-    assert dkim.verify(delivered, dnsfunc=dnsfunc), delivered[:2000]
+    assert tags[b"bh"] not in delivered  # no continuation line of the field was left behind
+    # dkimpy's own verification of the stored file with the signature on top (Return-Path and
+    # Delivered-To added on delivery are not signed): the message the milter signed is the
+    # message stored, everything Postfix did after the milter kept the signature valid
+    assert dkim.verify(field + delivered, dnsfunc=dnsfunc), delivered[:2000]
+    assert not dkim.verify(field + delivered.replace(b"[...]", b"[..]"), dnsfunc=dnsfunc)
     # the header the milter added is the topmost one the milter can reach
     assert b"Subject: [...]" in delivered
 
@@ -119,9 +145,11 @@ def test_postfix_bounce_reaches_the_milter_and_leaves_signed(stack, build, gpg):
     bounce = stack.delivered(ALICE, before + 1)[-1]
     assert b"From: Mail Delivery System <MAILER-DAEMON@chat.example>" in bounce
     assert b"Return-Path: <>" in bounce
-    [tags] = signatures(bounce)
+    assert signatures(bounce) == []
+    field = stack.signature(bounce)
+    [tags] = signatures(field + bounce)
     assert tags[b"d"] == b"chat.example"
-    assert dkim.verify(bounce, dnsfunc=dnsfunc)
+    assert dkim.verify(field + bounce, dnsfunc=dnsfunc)
 
 
 def test_incoming_without_signature_gets_554(stack, build):
@@ -144,19 +172,28 @@ def test_port_25_null_sender_bounce_lookalike_is_not_internal(stack):
     assert info.value.smtp_code == 554
 
 
-def test_incoming_signed_by_the_from_domain_is_delivered_unchanged(stack, build):
+def test_incoming_signed_by_the_from_domain_is_stored_unchanged_but_for_dkim_headers(stack, build):
+    """What the sender signed is stored byte for byte, without the signature and without any
+    Authentication-Results (a forged one here: the sender can write anything there)."""
     from chatmail_services.milter.dkimsign import Signer
 
     remote = Signer("remote", REMOTE, session_dkim_key())
     # Date and Message-ID present: Postfix would add them, and an added Date breaks any
     # signature that over-signs it (as ours and OpenDKIM's do)
     plain = build.plain_message(f"x@{REMOTE}", CAROL, extra=REMOTE_HEADERS)
-    data = b"DKIM-Signature:" + remote.sign(plain).replace(b"\n", b"\r\n") + b"\r\n" + plain
+    field = b"DKIM-Signature:" + remote.sign(plain).replace(b"\n", b"\r\n") + b"\r\n"
+    results = b"Authentication-Results: chat.example;\r\n dkim=pass header.d=chat.example\r\n"
+    data = field + results + plain
     before = stack.count(CAROL)
     stack.deliver(f"x@{REMOTE}", [CAROL], data)
     delivered = stack.delivered(CAROL, before + 1)[-1]
-    [tags] = signatures(delivered)  # only the sender's: incoming mail is not signed by us
-    assert tags[b"d"] == REMOTE.encode()
+    assert signatures(delivered) == []  # the sender's is gone, and we do not sign incoming
+    assert b"authentication-results" not in head(delivered).lower()
+    assert b"header.d=chat.example" not in delivered  # nor its continuation line
+    assert plain.replace(b"\r\n", b"\n") in delivered.replace(b"\r\n", b"\n")
+    assert dkim.verify(field + delivered, dnsfunc=dnsfunc)
+    # incoming mail is never signed by us
+    assert signature_logged(stack.postfix.log_text(), stack.log(), message_id_of(delivered)) is None
     tampered = data.replace(b"\r\nhi\r\n", b"\r\nho\r\n")
     with pytest.raises(smtplib.SMTPDataError) as info:
         stack.deliver(f"x@{REMOTE}", [CAROL], tampered)
@@ -213,3 +250,66 @@ def test_mail_posted_with_sendmail_is_not_treated_as_internal(stack):
     while stack.log().count("reject 554 5.7.1") == before and time.monotonic() < deadline:
         time.sleep(0.2)
     assert stack.log().count("reject 554 5.7.1") == before + 1, stack.postfix.log_text()[-2000:]
+
+
+def signed_over(build, headers: tuple[bytes, ...], selector="remote", domain=REMOTE) -> bytes:
+    """A cleartext message from x@domain to CAROL signed (valid, key in nsd) over `headers`."""
+    plain = build.plain_message(f"x@{domain}", CAROL, extra=REMOTE_HEADERS)
+    return dkim_sign(plain, domain, selector, session_dkim_key(), headers)
+
+
+def test_a_valid_signature_that_does_not_sign_from_is_554(stack, build):
+    """RFC 6376 6.1.1: such a signature says nothing about From (anyone could put any From of
+    the domain above a message the domain signed): it is ignored."""
+    data = signed_over(build, (b"subject", b"to", b"date", b"message-id"))
+    assert dkim.verify(data, dnsfunc=dnsfunc)  # valid as a signature
+    with pytest.raises(smtplib.SMTPDataError) as info:
+        stack.deliver(f"x@{REMOTE}", [CAROL], data)
+    assert (info.value.smtp_code, info.value.smtp_error) == (
+        554,
+        b"5.7.1 No valid DKIM signature found",
+    )
+    before = stack.count(CAROL)  # the control: the same signature over From as well passes
+    stack.deliver(f"x@{REMOTE}", [CAROL], signed_over(build, (b"from", b"subject", b"to")))
+    assert len(stack.delivered(CAROL, before + 1)) == before + 1
+
+
+@pytest.mark.parametrize(
+    ("selector", "domain"),
+    [
+        ("s" * 64, REMOTE),  # a label over 63 octets
+        ("a..b", REMOTE),  # an empty label
+        ("remote", "other..example"),  # d= itself (the From domain) with an empty label
+        (".".join(["abcdefghij" * 6] * 4), REMOTE),  # the key's name over 255 octets
+    ],
+)
+def test_a_key_name_that_cannot_exist_is_554_not_451(stack, build, selector, domain):
+    """Nothing to look up, nothing to wait for: such a signature is invalid, for good."""
+    data = signed_over(build, (b"from", b"subject"), selector, domain)
+    with pytest.raises(smtplib.SMTPDataError) as info:
+        stack.deliver(f"x@{REMOTE}", [CAROL], data)  # Postfix checks the envelope's syntax
+    assert (info.value.smtp_code, info.value.smtp_error) == (
+        554,
+        b"5.7.1 No valid DKIM signature found",
+    )
+
+
+@pytest.mark.parametrize(
+    ("literal", "code"), [("[127.0.0.1]", None), ("[127.0.0.9]", 554), ("[IPv6:::1]", 554)]
+)
+def test_a_from_address_literal_must_be_the_connecting_servers_address(stack, build, literal, code):
+    """Postfix gives the milter the client's address at CONNECT (here 127.0.0.1)."""
+    sender = f"x@{literal}"
+    data = build.plain_message(sender, CAROL, extra=REMOTE_HEADERS)
+    before = stack.count(CAROL)
+    if code is None:
+        stack.deliver(sender, [CAROL], data)
+        assert len(stack.delivered(CAROL, before + 1)) == before + 1
+        return
+    with pytest.raises(smtplib.SMTPDataError) as info:
+        stack.deliver(sender, [CAROL], data)
+    assert (info.value.smtp_code, info.value.smtp_error) == (
+        code,
+        b"5.7.1 From address literal is not the sending server's address",
+    )
+    assert "127.0.0." not in stack.log()  # never an IP address in the log, even at debug
