@@ -52,7 +52,7 @@ PATH_CHARS = frozenset(string.ascii_letters + string.digits + "/._+@-")
 WORD_CHARS = frozenset(string.ascii_letters + string.digits + "_.-")
 LOCAL_PART_CHARS = frozenset(string.ascii_letters + string.digits + "._+&-")
 HOST_CHARS = frozenset(string.ascii_lowercase + string.digits + ".-")
-URL_CHARS = frozenset(string.ascii_letters + string.digits + "-._~:/?[]@!&+,=%")
+URL_CHARS = frozenset(string.ascii_letters + string.digits + "-._~:/?[]@!&+,=")
 _CHAR_NAMES = {"\n": "line break", "\r": "carriage return", "\t": "tab", "\0": "NUL byte"}
 
 
@@ -265,7 +265,7 @@ def _url(*schemes: str) -> Callable[[str], str]:
         if not sep or scheme.lower() not in schemes or not rest or rest[0] in "/?":
             raise ValueError(f"must be an {wanted} URL with a host: {value!r}")
         return _only(
-            value, URL_CHARS, "a URL (letters, digits and - . _ ~ : / ? [ ] @ ! & + , = %)"
+            value, URL_CHARS, "a URL (letters, digits and - . _ ~ : / ? [ ] @ ! & + , =)"
         )
 
     return parse
