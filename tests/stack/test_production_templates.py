@@ -42,6 +42,23 @@ def test_production_configs_parse(tmp_path: Path, make_config):
     assert "milter_default_action = tempfail" in postconf.stdout
     assert "smtpd_milters = unix:chatmail/milter.sock" in postconf.stdout
     assert "postconf: warning" not in postconf.stderr, postconf.stderr
+    # delivery to Dovecot drops these two fields (an inline table: nothing to read in chroot)
+    table = subprocess.run(
+        ["postconf", "-c", str(postfix), "-h", "lmtp_header_checks"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    for field, action in (
+        ("DKIM-Signature: v=1; d=chat.example", "IGNORE"),
+        ("dkim-signature:v=1", "IGNORE"),
+        ("Authentication-Results: chat.example; dkim=pass", "IGNORE"),
+        ("X-DKIM-Signature: v=1", ""),
+        ("ARC-Authentication-Results: i=1", ""),
+    ):
+        query = ["postmap", "-c", str(postfix), "-q", field, table]
+        found = subprocess.run(query, capture_output=True, text=True)
+        assert found.stdout.strip() == action, (field, found)
     master = subprocess.run(
         ["postconf", "-c", str(postfix), "-M"], capture_output=True, text=True, check=True
     )
