@@ -13,7 +13,7 @@ import re
 import pytest
 from harness.deltachat import verify_and_chat
 from harness.federation import home, observer
-from harness.maillog import milter_verified
+from harness.maillog import milter_signature, milter_verified
 from harness.messages import dkim_verifies, maildir_files, signature_domains, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -68,11 +68,15 @@ def test_secure_join_and_chat_across_relays_signed_verified_and_encrypted(federa
             assert b"Content-Type: multipart/encrypted" in head, head
             assert b"-----BEGIN PGP MESSAGE-----" in data
             assert b"hello" not in data
-            # Signed by the sending relay, and the signature holds in the stored file ...
-            assert signature_domains(data) == [sending.domain], head
-            assert dkim_verifies(data, records), head
-            # ... and the receiving relay's milter checked it before accepting.
+            # Signed by the sending relay, the receiving relay's milter checked the signature
+            # before accepting, and stored the message without it ...
             assert milter_verified(receiving, message_id(data)), message_id(data)
+            assert signature_domains(data) == [], head
+            # ... and the signature the sending relay logged holds on top of the stored file.
+            field = milter_signature(sending, message_id(data))
+            assert field is not None, message_id(data)
+            assert signature_domains(field + data) == [sending.domain], head
+            assert dkim_verifies(field + data, records), head
 
 
 def test_outgoing_tls_between_relays_is_verified(federation, pair):

@@ -87,6 +87,21 @@ def test_valid_signature_of_another_domain_is_refused(federation, recipient):
     assert "554 5.7.1 No valid DKIM signature found" in reply
 
 
+def test_valid_signature_of_the_from_domain_that_does_not_sign_from_is_refused(
+    federation, recipient
+):
+    """d=outside.test, valid, but its h= lacks From: whoever got one such signed message could
+    put any From of outside.test above it (RFC 6376 6.1.1: such a signature is ignored)."""
+    message_id = new_message_id(OUTSIDE[0])
+    message = sample(ENCRYPTED, f"sender@{OUTSIDE[0]}", recipient, message_id)
+    headers = (b"subject", b"to", b"date", b"message-id", b"content-type")
+    forged = dkim_sign(message, OUTSIDE[0], OUTSIDE_SELECTOR, federation.outside_key, headers)
+    assert dkim_verifies(forged, federation.key_records())
+    assert signature_domains(forged) == [OUTSIDE[0]]
+    reply = refused(federation, recipient, forged, message_id)
+    assert "554 5.7.1 No valid DKIM signature found" in reply
+
+
 def test_forged_from_of_the_relays_own_domain_is_refused(federation, recipient):
     """From: admin@beta.test, sent to beta by an outside server: unsigned, or signed by the
     outside domain (valid, but not beta's key)."""
@@ -126,15 +141,32 @@ def test_validly_signed_cleartext_gets_523(federation, recipient, signer):
     assert milter_verified(federation.beta, message_id)
 
 
-def test_validly_signed_encrypted_mail_is_delivered_with_its_signature(federation, recipient):
+def signature_of(message: bytes) -> bytes:
+    """The DKIM-Signature field on top of a message `dkim_sign` made (CRLF-terminated)."""
+    field, _, rest = message.partition(b"\r\n")
+    while rest[:1] in (b" ", b"\t"):
+        line, _, rest = rest.partition(b"\r\n")
+        field += b"\r\n" + line
+    assert field.startswith(b"DKIM-Signature:"), field
+    return field + b"\r\n"
+
+
+def test_validly_signed_encrypted_mail_is_stored_without_its_signature(federation, recipient):
+    """Verified by beta's milter, then stored without DKIM-Signature and Authentication-
+    Results; what was signed is stored intact (the signature holds on top of the file)."""
     message_id = new_message_id(OUTSIDE[0])
     message = signed(federation, sample(ENCRYPTED, f"sender@{OUTSIDE[0]}", recipient, message_id))
-    hand_over(federation, f"sender@{OUTSIDE[0]}", recipient, message)
+    claimed = b"Authentication-Results: beta.test; dkim=pass header.d=outside.test\r\n"
+    field = signature_of(message)
+    hand_over(
+        federation, f"sender@{OUTSIDE[0]}", recipient, field + claimed + message[len(field) :]
+    )
     status, reply = federation.outside.outcome(message_id)
     assert status == "sent", reply
     (delivered,) = wait_until(lambda: stored(federation, recipient, message_id))
-    assert signature_domains(delivered) == [OUTSIDE[0]]
-    assert dkim_verifies(delivered, federation.key_records())
+    assert signature_domains(delivered) == []
+    assert b"authentication-results" not in delivered.split(b"\n\n", 1)[0].lower()
+    assert dkim_verifies(field + delivered, federation.key_records())
     assert milter_verified(federation.beta, message_id)
 
 
@@ -156,6 +188,7 @@ def test_mail_sent_while_dns_is_down_waits_and_arrives_once_dns_is_back(federati
     status, reply = federation.outside.outcome(message_id)
     assert status == "sent", reply
     (delivered,) = wait_until(lambda: stored(federation, recipient, message_id))
-    assert signature_domains(delivered) == [LATE]
-    assert dkim_verifies(delivered, federation.key_records())
+    assert signature_domains(delivered) == []  # stripped on delivery, after beta verified it
+    assert dkim_verifies(signature_of(message) + delivered, federation.key_records())
+    assert milter_verified(federation.beta, message_id)
     assert wait_until(lambda: federation.outside.queue_ids() == [], timeout=10)
