@@ -81,9 +81,14 @@ def test_first_run_installs_second_run_changes_nothing(tree, make_config, capsys
 
 
 def test_dry_run_prints_the_diff_and_changes_nothing(tree, make_config, capsys):
-    setup(capsys, make_config(tls={"self_signed": "yes"}), "--root", str(tree))
+    config = make_config(tls={"self_signed": "yes"})
+    setup(capsys, config, "--root", str(tree))
     before = files(tree)
-    changed = make_config(tls={"self_signed": "yes"}, chatmail={"max_recipients": 50})
+    # the same config but the recipient limit (the harness picks a new free port each time)
+    port = {"smtpd_port": config.federation.smtpd_port}
+    changed = make_config(
+        tls={"self_signed": "yes"}, chatmail={"max_recipients": 50}, federation=port
+    )
     status, out, err = setup(capsys, changed, "--root", str(tree), "--dry-run")
     assert status == 0, err
     assert "-smtpd_recipient_limit = 1000\n+smtpd_recipient_limit = 50\n" in out
