@@ -1,4 +1,4 @@
-"""The body of `POST /mxdeliv`: the message as in SMTP DATA, read back into the message.
+"""The body of `POST /mxdeliv`: the message as in SMTP DATA, and back into the message.
 
 The sender posts the DATA bytes as they would go over SMTP: CRLF line ends, dot-stuffed (a
 line starting with `.` has a second `.` in front), ending in CRLF, without the terminating
@@ -34,3 +34,10 @@ def unstuff(body: bytes) -> bytes:
     check_data(body)
     message = body.replace(b"\r\n.", CRLF)
     return message[1:] if message.startswith(b".") else message
+
+
+def stuff(message: bytes) -> bytes:
+    """The DATA body of a message with CRLF line ends (what a sender posts): a `.` put before
+    each line that starts with one. The inverse of `unstuff`."""
+    stuffed = message.replace(b"\r\n.", b"\r\n..")
+    return b"." + stuffed if stuffed.startswith(b".") else stuffed

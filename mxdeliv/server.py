@@ -19,13 +19,14 @@ from chatmail_services.web.http import HttpError, Request, Response, parse_head
 
 from . import app
 from .app import Settings
+from .envelope import Envelope
 from .handoff import hand_over
-from .replies import BAD_REQUEST, BUSY, TEMPORARY, TIMEOUT, refused
+from .replies import BAD_REQUEST, BUSY, TEMPORARY, TIMEOUT, Reply, refused
 
 MAX_HEAD = 64 * 1024
 MAX_HEADERS = 2048
 REQUEST_TIMEOUT = 60.0
-SMTP_TIMEOUT = 60.0
+SMTP_TIMEOUT = 45.0  # below the 60 s a sender waits for the answer
 WRITE_TIMEOUT = 10.0
 MAX_CONNECTIONS = 64
 SHUTDOWN_GRACE = 30.0
@@ -61,7 +62,7 @@ class MxdelivServer:
         self.tasks: set[asyncio.Task] = set()
         self._stopping: asyncio.Event | None = None
 
-    def deliver(self, envelope, message: bytes):
+    def deliver(self, envelope: Envelope, message: bytes) -> Reply:
         """The hand-over to Postfix (blocking: run in a worker thread)."""
         settings = self.settings
         return hand_over(settings.smtpd_host, settings.smtpd_port, envelope, message, SMTP_TIMEOUT)

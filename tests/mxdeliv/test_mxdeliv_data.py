@@ -6,7 +6,7 @@ import re
 import smtplib
 
 import pytest
-from chatmail_services.mxdeliv.data import InvalidData, check_data, unstuff
+from chatmail_services.mxdeliv.data import InvalidData, check_data, stuff, unstuff
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
@@ -23,7 +23,7 @@ messages = st.lists(line, min_size=1, max_size=20).map(
 REASONS = {"the body does not end in CRLF", "a bare CR or LF", "a line that is a lone '.'"}
 
 
-def stuff(message: bytes) -> bytes:
+def stuff_by_lines(message: bytes) -> bytes:
     """The sender's dot-stuffing, line by line (RFC 5321 4.5.2)."""
     lines = message.split(b"\r\n")[:-1]
     return b"".join((b"." + x if x.startswith(b".") else x) + b"\r\n" for x in lines)
@@ -36,15 +36,21 @@ def smtplib_stuff(message: bytes) -> bytes:
 
 @given(messages)
 def test_round_trip_against_a_dot_stuffer(message):
+    assert unstuff(stuff_by_lines(message)) == message
+
+
+@given(messages)
+def test_the_senders_stuffer_is_the_line_based_one_and_unstuff_undoes_it(message):
+    assert stuff(message) == stuff_by_lines(message)
     assert unstuff(stuff(message)) == message
 
 
 @given(messages)
 def test_round_trip_against_smtplibs_dot_stuffer(message):
-    assert smtplib_stuff(message) == stuff(message)
+    assert smtplib_stuff(message) == stuff_by_lines(message)
     assert unstuff(smtplib_stuff(message)) == message
     # what Postfix then receives: smtplib stuffs the un-stuffed message back
-    assert smtplib._quote_periods(unstuff(stuff(message))) == stuff(message)
+    assert smtplib._quote_periods(unstuff(stuff_by_lines(message))) == stuff_by_lines(message)
 
 
 def unstuff_by_lines(body: bytes) -> bytes:
@@ -62,7 +68,7 @@ def test_valid_data_is_read_as_a_line_based_reader_does(body):
 
 @given(messages, st.integers(min_value=0), st.sampled_from([b"\r", b"\n"]))
 def test_a_bare_cr_or_lf_anywhere_is_refused(message, where, bare):
-    body = stuff(message)
+    body = stuff_by_lines(message)
     at = where % (len(body) + 1)
     # a CR right before an LF (or an LF right after a CR) would make a pair: an x beside it
     lone = b"\rx" if bare == b"\r" else b"x\n"
@@ -74,14 +80,14 @@ def test_a_bare_cr_or_lf_anywhere_is_refused(message, where, bare):
 @given(messages, st.binary(min_size=1, max_size=5).filter(lambda b: not b.endswith(b"\r\n")))
 def test_a_body_not_ending_in_crlf_is_refused(message, tail):
     with pytest.raises(InvalidData):
-        unstuff(stuff(message) + tail.replace(b"\r", b"").replace(b"\n", b"") + b"x")
+        unstuff(stuff_by_lines(message) + tail.replace(b"\r", b"").replace(b"\n", b"") + b"x")
 
 
 @given(st.just(b"") | messages, st.just(b"") | messages)
 def test_an_unescaped_lone_dot_line_is_refused(before, after):
     """`CRLF.CRLF` inside (the end of DATA) or `.CRLF` at the start, and the final `.CRLF`."""
     with pytest.raises(InvalidData):
-        unstuff(stuff(before) + b".\r\n" + stuff(after))
+        unstuff(stuff_by_lines(before) + b".\r\n" + stuff_by_lines(after))
 
 
 @pytest.mark.parametrize(

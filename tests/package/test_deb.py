@@ -15,6 +15,7 @@ import os
 import re
 import secrets
 import shutil
+import socket
 import string
 import subprocess
 import tempfile
@@ -56,6 +57,7 @@ SERVICES = [
     "chatmail-milter.service",
     "chatmail-metadata.service",
     "chatmail-web.service",
+    "chatmail-mxdeliv.service",
     "chatmail-expire.service",
 ]
 COMMANDS = [
@@ -63,6 +65,7 @@ COMMANDS = [
     "chatmail-milter",
     "chatmail-metadata",
     "chatmail-web",
+    "chatmail-mxdeliv",
     "chatmail-expire",
     "chatmail-dns",
     "chatmail-setup",
@@ -72,6 +75,7 @@ STARTED_UNITS = [
     "chatmail-milter.socket",
     "chatmail-metadata.socket",
     "chatmail-web.socket",
+    "chatmail-mxdeliv.socket",
     "chatmail-expire.timer",
 ]
 WANTS = {".socket": "sockets.target.wants", ".timer": "timers.target.wants"}
@@ -222,6 +226,7 @@ def test_installed_files(pkg):
         "/usr/bin/chatmail-dns",
         "/usr/bin/chatmail-metadata",
         "/usr/bin/chatmail-web",
+        "/usr/bin/chatmail-mxdeliv",
         "/etc/chatmail/chatmail.ini",
         "/usr/lib/tmpfiles.d/chatmail-services.conf",
         "/usr/lib/sysctl.d/60-chatmail-services.conf",
@@ -235,6 +240,8 @@ def test_installed_files(pkg):
         "/etc/letsencrypt/renewal-hooks/deploy/chatmail-services",
         "/usr/share/doc/chatmail-services/setup.md",
         "/usr/share/man/man8/chatmail-web.8.gz",
+        "/usr/share/man/man8/chatmail-mxdeliv.8.gz",
+        "/usr/share/doc/chatmail-services/https-federation.md",
         "/usr/share/man/man5/chatmail.ini.5.gz",
         "/usr/share/doc/chatmail-services/admin.md",
         "/usr/share/doc/chatmail-services/copyright",
@@ -243,12 +250,14 @@ def test_installed_files(pkg):
         f"{DIST}/chatmail_services/expire/__init__.py",
         f"{DIST}/chatmail_services/metadata/__init__.py",
         f"{DIST}/chatmail_services/web/__init__.py",
+        f"{DIST}/chatmail_services/mxdeliv/__init__.py",
         f"{DIST}/chatmail_services/templates/www/index.html",
         f"{DIST}/chatmail_services/templates/nginx/chatmail.conf",
     }
     assert expected <= files, sorted(expected - files)
     # every module of the repo's subpackages is installed (package_dir survived pybuild)
-    for folder in ("milter", "authsocket", "expire", "metadata", "dnszone", "relaysetup", "web"):
+    folders = ("milter", "authsocket", "expire", "metadata", "dnszone", "relaysetup", "web")
+    for folder in (*folders, "mxdeliv"):
         for module in (REPO / folder).glob("*.py"):
             assert f"{DIST}/chatmail_services/{folder}/{module.name}" in files
     # no top-level "milter" from us: python3-milter owns that name
@@ -371,6 +380,7 @@ grep -q "^NoNewPrivs:.1" /proc/self/status && echo "no new privileges"
         ("chatmail-expire.service", True),
         ("chatmail-metadata.service", True),
         ("chatmail-web.service", False),
+        ("chatmail-mxdeliv.service", False),
     ],
 )
 def test_the_sandbox_emulation_denies_what_the_unit_denies(pkg, service, mailboxes_writable):
@@ -395,6 +405,8 @@ def test_the_sandbox_emulation_denies_what_the_unit_denies(pkg, service, mailbox
     if mailboxes_writable:
         expected.add("mailboxes writable")
     if service == "chatmail-metadata.service":  # the notifier's HTTPS: network, inet sockets
+        expected -= {"no network", "inet refused"}
+    if service == "chatmail-mxdeliv.service":  # Postfix's smtpd on 127.0.0.1: AF_INET
         expected -= {"no network", "inet refused"}
     assert seen == expected, result.stdout + result.stderr
     # and outside the sandbox the same probe sees none of it
@@ -480,6 +492,40 @@ def test_device_token_through_the_installed_metadata_service(pkg, tmp_path):
         assert mode_owner(MAILBOXES / address / "devicetokens")[:2] == (0o600, "vmail")
     finally:
         log = stop(proc) + (tmp_path / "metadata.log").read_text()
+    assert proc.returncode in (0, -15), log
+    assert "Traceback" not in log, log
+
+
+def _http(path: Path, request: bytes) -> bytes:
+    """One HTTP exchange over a UNIX socket (as nginx's proxy_pass makes it): the answer."""
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(30)
+        sock.connect(str(path))
+        sock.sendall(request)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_the_installed_mxdeliv_service_answers_and_fails_closed(pkg, tmp_path):
+    """GET is 405; a POST while no Postfix smtpd listens on 127.0.0.1:[federation]
+    smtpd_port is a 400 with a 451 body, never a 200."""
+    _installed(pkg)
+    proc, path = _activate(pkg, "chatmail-mxdeliv", tmp_path / "mxdeliv.log")
+    body = b"Subject: x\r\n\r\nhello\r\n"
+    post = (
+        b"POST /mxdeliv HTTP/1.0\r\nx-mail-from: a@other.example\r\n"
+        b"x-mail-to: b@chat.example\r\ncontent-length: %d\r\n\r\n" % len(body)
+    ) + body
+    try:
+        assert _http(path, b"GET /mxdeliv HTTP/1.0\r\n\r\n").startswith(b"HTTP/1.1 405 ")
+        answer = _http(path, post)
+    finally:
+        log = stop(proc) + (tmp_path / "mxdeliv.log").read_text()
+    head, _, text = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 "), answer
+    assert text == b"451 4.3.0 Temporary failure, try again later", answer
     assert proc.returncode in (0, -15), log
     assert "Traceback" not in log, log
 

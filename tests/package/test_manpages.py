@@ -19,6 +19,7 @@ PAGES = [
     "chatmail-expire.8",
     "chatmail-metadata.8",
     "chatmail-web.8",
+    "chatmail-mxdeliv.8",
     "chatmail-dns.8",
     "chatmail-setup.8",
     "chatmail.ini.5",
@@ -29,6 +30,7 @@ COMMANDS = [
     "chatmail-expire",
     "chatmail-metadata",
     "chatmail-web",
+    "chatmail-mxdeliv",
     "chatmail-dns",
     "chatmail-setup",
 ]
