@@ -5,6 +5,10 @@
    connections, with hibernation (the template's imap_hibernate_timeout = 30s, measured once
    the connections have moved into imap-hibernate) and without (the same relay with
    imap_hibernate_timeout = 0).
+   With --compress instead: the same idle connections on a relay with `[imap] compress = yes`,
+   each sending COMPRESS DEFLATE right after LOGIN (as Delta Chat does when it is offered) and
+   going on compressed, against plain ones on the same template (hibernated), measured once
+   the hibernation timeout has passed (Dovecot hibernates no compressed connection).
 2. Push latency: messages delivered over LMTP (the socket Postfix uses) to an account with one
    device token; time from the end of DATA to the POST at a local HTTPS stand-in for the
    notification service, p50 and p99.
@@ -14,6 +18,7 @@ For its run it applies the kernel settings the Debian package ships for a relay
 and puts the old values back afterwards.
 
 Run as root from the repository:  .venv/bin/python bench/imap/run.py [--connections 10000]
+                                  .venv/bin/python bench/imap/run.py --compress --connections 1000
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import statistics
 import subprocess
 import sys
 import time
+import zlib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection, wait
@@ -50,6 +56,35 @@ BENCH_AUTH = {"max_load_1m": 1000, "min_available_memory": 0, "min_free_disk": 0
 SYSCTL_FILE = REPO / "debian" / "sysctl" / "60-chatmail-services.conf"  # what the package sets
 HANDSHAKES_IN_FLIGHT = 32  # per client process
 DOVECOT_NOFILE = 65535  # LimitNOFILE in Debian's dovecot.service
+HIBERNATE_AFTER = 30  # the template's imap_hibernate_timeout
+
+
+class Deflate:
+    """The two directions of an IMAP connection after COMPRESS DEFLATE (RFC 4978: raw deflate,
+    each write flushed)."""
+
+    def __init__(self) -> None:
+        self.out = zlib.compressobj(wbits=-15)
+        self.inflate = zlib.decompressobj(wbits=-15)
+
+    def pack(self, data: bytes) -> bytes:
+        return self.out.compress(data) + self.out.flush(zlib.Z_SYNC_FLUSH)
+
+    def unpack(self, data: bytes) -> bytes:
+        return self.inflate.decompress(data)
+
+
+async def compressed_line(
+    reader: asyncio.StreamReader, deflate: Deflate, pending: list[bytes]
+) -> bytes:
+    """The next line of a compressed connection (`pending` holds what was inflated already)."""
+    while b"\n" not in pending[0]:
+        data = await reader.read(4096)
+        if not data:
+            return b""
+        pending[0] += deflate.unpack(data)
+    line, pending[0] = pending[0].split(b"\n", 1)
+    return line + b"\n"
 
 
 def package_sysctl() -> dict[str, int]:
@@ -111,28 +146,45 @@ def dovecot_pss(relay: LocalRelay) -> dict[str, int]:
 
 
 async def idle_client(port: int, user: str, release: asyncio.Event, up: list[int],
-                      handshakes: asyncio.Semaphore) -> None:  # fmt: skip
-    """One Delta-Chat-like connection: TLS, LOGIN, SELECT INBOX, IDLE until released."""
+                      handshakes: asyncio.Semaphore, compress: bool) -> None:  # fmt: skip
+    """One Delta-Chat-like connection: TLS, LOGIN, (COMPRESS DEFLATE,) SELECT INBOX, IDLE until
+    released."""
+    deflate: Deflate | None = None
+    pending = [b""]
+
+    async def readline() -> bytes:
+        if deflate is None:
+            return await reader.readline()
+        return await compressed_line(reader, deflate, pending)
+
+    def write(data: bytes) -> None:
+        writer.write(deflate.pack(data) if deflate else data)
+
     async with handshakes:
         reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=TLS)
         await reader.readline()
-        for tag, command in ((b"a", f'LOGIN "{user}" "{PASSWORD}"'), (b"b", "SELECT INBOX")):
-            writer.write(tag + b" " + command.encode() + b"\r\n")
-            while not (line := await reader.readline()).startswith(tag + b" "):
+        commands = [(b"a", f'LOGIN "{user}" "{PASSWORD}"'), (b"b", "SELECT INBOX")]
+        if compress:
+            commands.insert(1, (b"z", "COMPRESS DEFLATE"))
+        for tag, command in commands:
+            write(tag + b" " + command.encode() + b"\r\n")
+            while not (line := await readline()).startswith(tag + b" "):
                 if not line:
                     raise ConnectionError(f"{user}: closed before {command.split()[0]}")
             if not line.startswith(tag + b" OK"):
                 raise RuntimeError(f"{user}: {line!r}")
-        writer.write(b"c IDLE\r\n")
-        if not (await reader.readline()).startswith(b"+"):
+            if tag == b"z":
+                deflate = Deflate()  # from the byte after the OK line on, both ways
+        write(b"c IDLE\r\n")
+        if not (await readline()).startswith(b"+"):
             raise RuntimeError(f"{user}: IDLE refused")
     up[0] += 1
     await release.wait()
-    writer.write(b"DONE\r\n")
+    write(b"DONE\r\n")
     writer.close()
 
 
-def client_process(port: int, users: list[str], conn: Connection) -> None:
+def client_process(port: int, users: list[str], conn: Connection, compress: bool) -> None:
     """One client process: IDLE connections for `users`; sends ("up", n) as they come up
     (or ("error", text)), holds them until the parent sends anything, then closes them."""
 
@@ -141,7 +193,8 @@ def client_process(port: int, users: list[str], conn: Connection) -> None:
         asyncio.get_running_loop().add_reader(conn.fileno(), release.set)
         handshakes = asyncio.Semaphore(HANDSHAKES_IN_FLIGHT)
         tasks = [
-            asyncio.create_task(idle_client(port, user, release, up, handshakes)) for user in users
+            asyncio.create_task(idle_client(port, user, release, up, handshakes, compress))
+            for user in users
         ]
         reported = -1
         while not release.is_set():
@@ -159,11 +212,12 @@ def client_process(port: int, users: list[str], conn: Connection) -> None:
     asyncio.run(run())
 
 
-def hold_idle(relay: LocalRelay, users: list[str], n: int, clients: int,
-              hibernate: bool) -> tuple[dict[str, int], dict[str, int], float]:  # fmt: skip
+def hold_idle(relay: LocalRelay, users: list[str], n: int, clients: int, hibernate: bool,
+              compress: bool = False) -> tuple[dict[str, int], dict[str, int], float]:  # fmt: skip
     """Open n IDLE connections from `clients` processes; once they are all up (and, with
-    hibernation, moved into imap-hibernate) return (PSS by process name before, the same with
-    them, seconds to bring them up)."""
+    hibernation, moved into imap-hibernate; compressed: once the hibernation timeout has
+    passed) return (PSS by process name before, the same with them, seconds to bring them
+    up)."""
     before = dovecot_pss(relay)
     slots = [users[i // PER_ACCOUNT] for i in range(n)]
     context = multiprocessing.get_context("fork")
@@ -171,7 +225,8 @@ def hold_idle(relay: LocalRelay, users: list[str], n: int, clients: int,
     for k in range(clients):
         parent, child = context.Pipe()
         worker = context.Process(
-            target=client_process, args=(relay.dovecot.imaps_port, slots[k::clients], child)
+            target=client_process,
+            args=(relay.dovecot.imaps_port, slots[k::clients], child, compress),
         )
         worker.start()
         pipes.append(parent)
@@ -190,7 +245,11 @@ def hold_idle(relay: LocalRelay, users: list[str], n: int, clients: int,
                 print(f"#   {sum(up)} of {n} up after {last_print - started:.0f} s", flush=True)
         ramp = time.monotonic() - started
         print(f"#   all {n} up in {ramp:.0f} s", flush=True)
-        if hibernate:
+        if compress:
+            time.sleep(HIBERNATE_AFTER + 15)
+            active = sum(1 for _pid, name in dovecot_processes(relay) if name == "imap")
+            print(f"#   {active} imap processes after {HIBERNATE_AFTER + 15} s", flush=True)
+        elif hibernate:
             wait_for_hibernation(relay, n)
         else:
             time.sleep(5)
@@ -247,11 +306,16 @@ def print_dovecot_complaints(relay: LocalRelay, last: int = 20) -> None:
     print("\n".join(["# Dovecot said:", *lines[-last:]]), flush=True)
 
 
-def idle_memory(connections: int, clients: int, hibernate: bool) -> tuple[dict[str, float], float]:
+def idle_memory(connections: int, clients: int, hibernate: bool,
+                compress: bool = False) -> tuple[dict[str, float], float]:  # fmt: skip
     """(Dovecot PSS bytes per 1,000 idle connections by process name, with "all" the sum;
-    seconds to bring them up)."""
+    seconds to bring them up). `compress`: on a relay with `[imap] compress = yes`, each
+    client turns COMPRESS on after LOGIN."""
     root = stack_dir("chatmail-bench-imap-")
-    relay = LocalRelay(root, milter=False, config_sections={"auth": BENCH_AUTH})
+    sections: dict[str, dict[str, object]] = {"auth": BENCH_AUTH}
+    if compress:
+        sections["imap"] = {"compress": "yes"}
+    relay = LocalRelay(root, milter=False, config_sections=sections)
     if not hibernate:
         text = relay.dovecot.conf.read_text()
         relay.dovecot.conf.write_text(
@@ -261,7 +325,9 @@ def idle_memory(connections: int, clients: int, hibernate: bool) -> tuple[dict[s
         with relay:
             users = make_accounts(relay, -(-connections // PER_ACCOUNT))
             try:
-                before, after, ramp = hold_idle(relay, users, connections, clients, hibernate)
+                before, after, ramp = hold_idle(
+                    relay, users, connections, clients, hibernate, compress
+                )
             except RuntimeError:
                 print_dovecot_complaints(relay)
                 raise
@@ -306,6 +372,30 @@ def push_latency(messages: int) -> list[float]:
     return latencies
 
 
+def print_result(label: str, n: int, per_1000: dict[str, float], ramp: float) -> None:
+    mib = per_1000["all"] / 2**20
+    print(f"{n} idle IMAP connections {label}: {mib:.1f} MiB Dovecot PSS per 1,000 "
+          f"(all up in {ramp:.0f} s)", flush=True)  # fmt: skip
+    parts = sorted(per_1000.items(), key=lambda item: -item[1])
+    print("#   of which " + ", ".join(
+        f"{name} {value / 2**20:.1f}" for name, value in parts
+        if name != "all" and abs(value) >= 2**20 / 10
+    ), flush=True)  # fmt: skip
+
+
+def compare_compress(n: int, clients: int) -> int:
+    """Plain against compressed idle connections, hibernation on for both."""
+    results = {}
+    for compress in (False, True):
+        label = "with COMPRESS DEFLATE" if compress else "plain (hibernated)"
+        print(f"# {n} idle IMAP connections {label} ...", flush=True)
+        results[compress], ramp = idle_memory(n, clients, True, compress)
+        print_result(label, n, results[compress], ramp)
+    ratio = results[True]["all"] / results[False]["all"]
+    print(f"compressed / plain: {ratio:.1f} times the memory per idle connection", flush=True)
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--connections", type=int, default=10000)
@@ -314,6 +404,9 @@ def main() -> int:
                         "(default: --connections)")  # fmt: skip
     parser.add_argument("--clients", type=int, default=2, help="client processes")
     parser.add_argument("--messages", type=int, default=1000)
+    parser.add_argument("--compress", action="store_true",
+                        help="instead: compressed idle connections against plain ones "
+                        "(both with hibernation on)")  # fmt: skip
     args = parser.parse_args()
     # Dovecot's processes inherit this: Debian's dovecot.service has LimitNOFILE=65535, and the
     # imap-hibernate process holds two descriptors per client (its socket, its inotify).
@@ -321,6 +414,9 @@ def main() -> int:
     if hard < DOVECOT_NOFILE:
         print(f"# descriptors per process: {hard} here, {DOVECOT_NOFILE} under systemd", flush=True)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    if args.compress:
+        with relay_sysctl():
+            return compare_compress(args.connections, args.clients)
     per_1000: dict[bool, dict[str, float]] = {}
     with relay_sysctl():
         for hibernate in (True, False):

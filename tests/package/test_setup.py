@@ -176,6 +176,29 @@ def test_the_home_page_and_new_through_nginx_and_chatmail_web(ct):
     )
 
 
+PORT_443 = """\
+import socket, ssl, sys
+context = ssl.create_default_context(cafile="/etc/chatmail/tls/fullchain.pem")
+for alpn in sys.argv[1:]:
+    context.set_alpn_protocols([alpn])
+    raw = socket.create_connection(("{domain}", 443), timeout=30)
+    with context.wrap_socket(raw, server_hostname="{domain}") as tls:
+        print(tls.recv(200).split(b"\\r\\n")[0].decode())
+"""
+
+
+def test_imap_and_smtp_on_port_443_by_alpn(ct):
+    """chatmail-setup's nginx stream: ALPN imap and smtp on 443 reach Dovecot and Postfix
+    (their certificate, verified), while HTTPS on 443 served the pages above."""
+    ct.path("/root/port443.py").write_text(PORT_443.format(domain=DOMAIN))
+    imap, smtp = ct.check(["python3", "/root/port443.py", "imap", "smtp"], timeout=120).split("\n")[
+        :2
+    ]
+    assert imap.startswith("* OK") and "IMAP4rev1" in imap, imap
+    assert smtp.startswith(f"220 {DOMAIN} ESMTP"), smtp
+    assert ct.path("/etc/nginx/modules-enabled/60-chatmail-stream.conf").exists()
+
+
 def test_delta_chat_joins_from_new_and_chats(ct):
     """The real core, run inside the container (its network), configured from /new's
     dclogin_url (the self-signed certificate: ic=3), sends and receives through the relay

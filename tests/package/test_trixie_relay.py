@@ -153,6 +153,47 @@ def test_the_setup_renders_dovecot_24s_templates_and_both_parsers_are_clean(rela
     assert ct.state() == "running", ct.run("systemctl --failed").stdout
 
 
+PORT_443 = f"""
+import socket, ssl, sys
+for alpn in sys.argv[1:]:
+    context = {TLS_UNVERIFIED}
+    if alpn != "-":
+        context.set_alpn_protocols([alpn])
+    with context.wrap_socket(socket.create_connection(("127.0.0.1", 443), timeout=30)) as tls:
+        if alpn == "-":
+            tls.sendall(b"GET / HTTP/1.1\\r\\nHost: {DOMAIN}\\r\\nConnection: close\\r\\n\\r\\n")
+        print(tls.recv(200).split(b"\\r\\n")[0].decode())
+"""
+
+
+def test_port_443_carries_imap_smtp_and_https_by_alpn(relay):
+    """nginx's stream from chatmail-setup (libnginx-mod-stream from the package's
+    Recommends) on Debian 13: IMAP and SMTP greetings by ALPN, the web pages without."""
+    imap, smtp, https = relay.check(
+        ["python3", "-c", PORT_443, "imap", "smtp", "-"], timeout=120
+    ).splitlines()
+    assert imap.startswith("* OK") and "IMAP4rev1" in imap, imap
+    assert smtp.startswith(f"220 {DOMAIN} ESMTP"), smtp
+    assert https.startswith("HTTP/1.1 200"), https
+
+
+IMAP_CAPABILITY = f"""
+import imaplib, ssl, sys
+imap = imaplib.IMAP4_SSL("127.0.0.1", 993, ssl_context={TLS_UNVERIFIED}, timeout=30)
+imap.login(sys.argv[1], sys.argv[2])
+print(imap.capability()[1][0].decode())
+imap.logout()
+"""
+
+
+def test_compress_is_not_offered_by_default_under_dovecot_24(relay):
+    """[imap] compress = no: Dovecot 2.4 (COMPRESS built in) leaves it out of CAPABILITY."""
+    address, password = _address(), secrets.token_urlsafe(15)
+    caps = relay.check(["python3", "-c", IMAP_CAPABILITY, address, password], timeout=120)
+    assert "XCHATMAIL" in caps.split() and "IDLE" in caps.split(), caps
+    assert "COMPRESS=DEFLATE" not in caps.split(), caps
+
+
 # -- logins over Dovecot 2.4 --
 
 
