@@ -313,3 +313,30 @@ def test_a_from_address_literal_must_be_the_connecting_servers_address(stack, bu
         b"5.7.1 From address literal is not the sending server's address",
     )
     assert "127.0.0." not in stack.log()  # never an IP address in the log, even at debug
+
+
+def test_mail_posted_with_sendmail_counts_as_from_127_0_0_1(stack):
+    """Postfix hands the milter non-SMTP mail with the client address 127.0.0.1: a From
+    literal of any other address is refused, that one passes (only root and local users post
+    so)."""
+    for literal, delivered in (("[127.0.0.9]", False), ("[127.0.0.1]", True)):
+        message = (
+            f"From: <x@{literal}>\r\nTo: <{CAROL}>\r\nSubject: posted\r\n"
+            "Date: Sat, 21 Nov 2026 05:41:21 +0000\r\n\r\ncleartext\r\n"
+        ).encode()
+        refused_before = stack.log().count("From address literal differs")
+        before = stack.count(CAROL)
+        result = subprocess.run(
+            ["sendmail", "-C", str(stack.postfix.dir), "-f", "", "-i", CAROL],
+            input=message,
+            capture_output=True,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+        if delivered:
+            assert len(stack.delivered(CAROL, before + 1)) == before + 1
+            continue
+        deadline = time.monotonic() + 30
+        while stack.log().count("From address literal differs") == refused_before:
+            assert time.monotonic() < deadline, stack.log()[-2000:]
+            time.sleep(0.2)
