@@ -435,12 +435,54 @@ def test_lintian_of_debian_13_finds_nothing_else(relay, built_deb):
     assert unexpected == [], result.stdout
 
 
+# -- push: only a delivery notifies (the LMTP hook's own dict under Dovecot 2.4) --
+
+METADATA_OR_LMTP = f"""
+import imaplib, smtplib, ssl, sys
+address, password, what = sys.argv[1:4]
+if what == "deliver":
+    message = f"From: <friend@elsewhere.example>\\r\\nTo: <{{address}}>\\r\\n\\r\\nhi\\r\\n"
+    with smtplib.LMTP("/run/dovecot/lmtp") as lmtp:
+        lmtp.sendmail("friend@elsewhere.example", [address], message)
+    print("OK")
+else:
+    imap = imaplib.IMAP4_SSL("127.0.0.1", 993, ssl_context={TLS_UNVERIFIED}, timeout=30)
+    imap.login(address, password)
+    print(imap.xatom("SETMETADATA", what)[0])
+    imap.logout()
+"""
+NOTIFY_QUEUE = "/var/lib/chatmail/notify-queue"
+
+
+def test_only_a_delivery_queues_a_notification_under_dovecot_24(relay):
+    """A client's SETMETADATA of the push hook's key is refused and queues nothing; one
+    delivery over LMTP queues one notification for the account's token (the container has
+    no network, so it stays queued)."""
+    address, password = _address(), secrets.token_urlsafe(15)
+    assert _login(relay, address, password) == "OK"
+    queue = relay.path(NOTIFY_QUEUE)
+
+    def run(what: str) -> str:
+        argv = ["python3", "-c", METADATA_OR_LMTP, address, password, what]
+        return relay.check(argv, timeout=120).strip()
+
+    before = set(queue.glob("*.json"))
+    assert run('"INBOX" (/private/devicetoken "tokTrixie")') == "OK"
+    for key in ("/private/messagenew", "/PRIVATE/MessageNew"):
+        assert run(f'"INBOX" ({key} "1")') == "NO"
+    assert set(queue.glob("*.json")) == before
+    assert run("deliver") == "OK"
+    new = wait_until(lambda: set(queue.glob("*.json")) - before)
+    assert [json.loads(path.read_text())["token"] for path in new] == ["tokTrixie"]
+
+
 # what Dovecot 2.4 logs at warning level or above in this module, and why
 EXPECTED_DOVECOT_LOG = (
     "master: Warning: Killed with signal 15",  # the restart after the package's installation
     "master: Warning: SIGHUP received - reloading configuration",  # chatmail-setup's reload
     "chatmail-auth: account creation disabled (nocreate file exists)",  # the kill switch
     "chatmail-auth: too little free disk",  # the headroom test
+    "this metadata key is read-only",  # the client's refused messagenew (push test)
 )
 
 
