@@ -191,16 +191,26 @@ class Queue:
                 if report is not None:
                     log_dropped(self.limit, report)
                     continue
+                made.append(pending)
                 try:
                     self._write(pending)
                 except OSError:
-                    with self._lock:
-                        del self._slots[pending.id]
+                    self._undo(made)
                     raise
-            made.append(pending)
-        if made:
-            self._sync_dir()
+        try:
+            if made:
+                self._sync_dir()
+        except OSError:
+            self._undo(made)
+            raise
         return made
+
+    def _undo(self, made: list[Pending]) -> None:
+        """Forget what a failed `put` added (its caller schedules none of it)."""
+        for pending in made:
+            with self._lock:
+                self._slots.pop(pending.id, None)
+            self._path(pending.id).unlink(missing_ok=True)
 
     def begin(self, ident: str) -> Pending | None:
         """Take the notification `ident` for sending; None if there is none waiting."""
@@ -217,10 +227,13 @@ class Queue:
             with self._lock:
                 again = self._slots[sent.id].again
             kept = settle(sent, outcome, again, now)
-            if kept is None:
-                self._path(sent.id).unlink(missing_ok=True)
-            else:
-                self._write(kept)
+            try:
+                if kept is None:
+                    self._path(sent.id).unlink(missing_ok=True)
+                else:
+                    self._write(kept)
+            except OSError as exc:  # the old file stays: sent again after a restart
+                log.error("cannot update a queued notification: %s", exc.strerror)
             with self._lock:
                 if kept is None:
                     del self._slots[sent.id]

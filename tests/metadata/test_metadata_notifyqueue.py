@@ -329,3 +329,33 @@ def test_a_message_during_a_post_is_notified_after_it(tmp_path: Path):
     finally:
         notifier.stop()
     assert calls == ["tok", "tok"]
+
+
+def test_a_failed_put_leaves_nothing_behind(tmp_path: Path, monkeypatch):
+    """A write that fails (a full disk) fails the commit and leaves no notification in the
+    index that nothing would ever send and that would absorb the next message's."""
+    queue = Queue(tmp_path, LIMIT)
+
+    def full(*args: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(queue, "_sync_dir", full)
+    with pytest.raises(OSError):
+        queue.put("a@chat.example", ["t1", "t2"], now=1.0)
+    assert len(queue) == 0 and list(tmp_path.iterdir()) == []
+    monkeypatch.undo()
+    assert [p.token for p in queue.put("a@chat.example", ["t1"], now=2.0)] == ["t1"]
+
+
+def test_a_failed_update_after_a_post_keeps_the_notification_going(tmp_path: Path, monkeypatch):
+    queue = Queue(tmp_path, LIMIT)
+    (first,) = queue.put("a@chat.example", ["tok"], now=1.0)
+    sent = queue.begin(first.id)
+
+    def full(*args: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(queue, "_write", full)
+    retry = nq.after_attempt(sent, 500, 2.0, POLICY)
+    assert queue.end(sent, retry, 2.0) == retry  # scheduled again; the old file stays
+    assert queue.begin(first.id) == retry
