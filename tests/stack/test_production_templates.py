@@ -76,6 +76,10 @@ def test_production_configs_parse(tmp_path: Path, make_config):
     assert "driver = dict" in doveconf.stdout
     assert doveconf.stderr == "", doveconf.stderr
     assert "mail_attribute_dict = proxy:/run/chatmail/metadata.sock:metadata" in doveconf.stdout
+    # the push hook's own dict, in LMTP only (docs/metadata.md: only a delivery notifies)
+    lmtp = doveconf.stdout[doveconf.stdout.index("protocol lmtp {") :]
+    lmtp = lmtp[: lmtp.index("\n}")]
+    assert "mail_attribute_dict = proxy:/run/chatmail/metadata.sock:push" in lmtp
     assert "imap_capability = +XDELTAPUSH XCHATMAIL" in doveconf.stdout
     assert "imap_metadata = yes" in doveconf.stdout
     assert "smtpd_recipient_limit = 1000" in postconf.stdout
