@@ -49,6 +49,11 @@ RENDERED = {
     ("metadata", "turn_port"): pieces(NUMBER),
     ("chatmail", "max_message_size"): pieces(NUMBER),
     ("chatmail", "max_recipients"): pieces(NUMBER),
+    ("federation", "socket"): pieces(PATH).map(lambda text: f"/run/{text}"),
+    ("federation", "smtpd_port"): pieces(NUMBER),
+    ("web", "new_client_per_minute"): pieces(NUMBER),
+    ("web", "new_client_burst"): pieces(NUMBER),
+    ("web", "new_client_zone"): pieces(NUMBER),
 }
 
 
