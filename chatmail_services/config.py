@@ -2,9 +2,9 @@
 
 `[chatmail]` holds what all services share; `[auth]`, `[milter]`, `[expire]`, `[metadata]` and
 `[web]` hold one service each, `[federation]` mail between relays over HTTPS; the setup command
-(chatmail-setup) reads `[tls]`. Every option has a default (see `docs/configuration.md`). A bad value raises `ConfigError` with one line
-naming the file, the key and what is wrong; the command-line front ends turn it into exit
-status 78 (EX_CONFIG). Unknown keys become warnings.
+(chatmail-setup) reads `[tls]`. Every option has a default (see `docs/configuration.md`). A
+bad value raises `ConfigError` with one line naming the file, the key and what is wrong; the
+command-line front ends turn it into exit status 78 (EX_CONFIG). Unknown keys become warnings.
 """
 
 from __future__ import annotations
@@ -264,9 +264,7 @@ def _url(*schemes: str) -> Callable[[str], str]:
         scheme, sep, rest = value.partition("://")
         if not sep or scheme.lower() not in schemes or not rest or rest[0] in "/?":
             raise ValueError(f"must be an {wanted} URL with a host: {value!r}")
-        return _only(
-            value, URL_CHARS, "a URL (letters, digits and - . _ ~ : / ? [ ] @ ! & + , =)"
-        )
+        return _only(value, URL_CHARS, "a URL (letters, digits and - . _ ~ : / ? [ ] @ ! & + , =)")
 
     return parse
 
