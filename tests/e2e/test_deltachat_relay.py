@@ -213,12 +213,18 @@ def test_unsigned_cleartext_from_outside_on_port_25_gets_554_no_dkim_signature(r
 
 
 def test_cleartext_from_an_address_literal_on_port_25_gets_523(relay, pair):
-    """A From address literal (a server without a domain) is exempt from DKIM, so the
-    encryption policy still refuses its cleartext with 523."""
+    """A From address literal (a server without a domain) needs no DKIM signature when it is
+    the sending server's own address (the test connects from 127.0.0.1), so the encryption
+    policy still refuses its cleartext with 523; any other literal is refused first."""
     (_, alice), _ = pair
-    error = port_25_data_error(relay, "someone@[192.0.2.1]", alice["email"])
+    error = port_25_data_error(relay, "someone@[127.0.0.1]", alice["email"])
     assert error.smtp_code == 523, error
     assert b"Encryption Needed" in error.smtp_error
+    forged = port_25_data_error(relay, "someone@[192.0.2.1]", alice["email"])
+    assert (forged.smtp_code, forged.smtp_error) == (
+        554,
+        b"5.7.1 From address literal is not the sending server's address",
+    )
 
 
 def test_from_header_not_matching_login_is_refused(relay, pair):
