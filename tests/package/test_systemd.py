@@ -38,12 +38,14 @@ SERVICES = (
     "chatmail-milter.service",
     "chatmail-metadata.service",
     "chatmail-web.service",
+    "chatmail-mxdeliv.service",
     "chatmail-expire.service",
 )
 DOMAIN = "chat.example"
 MAILBOXES = "/var/lib/chatmail/mailboxes"
 AUTH_SOCKET = "/run/chatmail/auth.sock"
 WEB_SOCKET = "/run/chatmail/web.sock"
+MXDELIV_SOCKET = "/run/chatmail/mxdeliv.sock"
 MILTER_SOCKET = "/var/spool/postfix/chatmail/milter.sock"
 TIMER_STAMP = "/var/lib/systemd/timers/stamp-chatmail-expire.timer"
 HELLO = "H3\t2\t0\t\tauth"
@@ -176,6 +178,7 @@ def test_sockets_and_timer_are_active_and_no_service_runs_yet(ct):
         "chatmail-milter.socket",
         "chatmail-metadata.socket",
         "chatmail-web.socket",
+        "chatmail-mxdeliv.socket",
         "chatmail-expire.timer",
     ):
         assert _active(ct, unit) == "active", unit
@@ -232,6 +235,23 @@ def test_web_service_starts_on_the_first_request(ct):
     assert "<svg " in ct.path("/var/lib/chatmail/www/index.html").read_text()
 
 
+def test_mxdeliv_service_starts_on_the_first_request(ct):
+    """Its socket is nginx's (group www-data); GET is 405 (a POST needs a relay's Postfix:
+    tests/mxdeliv)."""
+    stat = ct.check(["stat", "-c", "%a %U %G", MXDELIV_SOCKET]).split()
+    assert stat == ["660", "vmail", "www-data"]
+    with contextlib.closing(pysocket.socket(pysocket.AF_UNIX)) as sock:
+        sock.settimeout(30)
+        sock.connect(str(ct.path(MXDELIV_SOCKET)))
+        sock.sendall(b"GET /mxdeliv HTTP/1.0\r\n\r\n")
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    journal = _journal(ct, "chatmail-mxdeliv.service")
+    assert answer.startswith(b"HTTP/1.1 405 "), answer + journal.encode()
+    assert _active(ct, "chatmail-mxdeliv.service") == "active"
+
+
 def test_expire_service_runs_as_the_timer_would_start_it(ct):
     ct.check(["systemctl", "start", "chatmail-expire.service"], timeout=120)
     assert _show(ct, "chatmail-expire.service", "Result") == "success"
@@ -280,6 +300,7 @@ def _probe(ct: Container, service: str) -> set[str]:
         ("chatmail-milter.service", set()),
         ("chatmail-metadata.service", {MAILBOXES}),  # and its notify-queue (not probed)
         ("chatmail-web.service", set()),
+        ("chatmail-mxdeliv.service", set()),
         ("chatmail-expire.service", {MAILBOXES}),
     ],
 )
@@ -391,6 +412,7 @@ def test_reinstall_is_quiet_and_keeps_everything_running(ct):
         "chatmail-milter.socket",
         "chatmail-metadata.socket",
         "chatmail-web.socket",
+        "chatmail-mxdeliv.socket",
         "chatmail-expire.timer",
     ):
         assert _active(ct, unit) == "active", unit
@@ -450,6 +472,7 @@ def test_installed_together_with_the_mail_stack_every_socket_listens(ct_at_once)
         "chatmail-milter.socket",
         "chatmail-metadata.socket",
         "chatmail-web.socket",
+        "chatmail-mxdeliv.socket",
         "chatmail-expire.timer",
     ):
         assert _active(ct, unit) == "active", unit + _journal(ct, unit)
