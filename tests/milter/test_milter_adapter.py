@@ -15,6 +15,8 @@ from chatmail_services.milter.adapter import ChatmailMilter, Service, client_add
 from chatmail_services.milter.ratelimit import RateLimiter
 from harness.messages import ALICE, BOB, SWAKS_SAMPLE
 from harness.milterctx import MilterCtx
+from hypothesis import given
+from hypothesis import strategies as st
 
 
 def make_service(**overrides) -> Service:
@@ -107,6 +109,25 @@ def test_negotiates_away_every_step_it_does_not_use():
 def test_client_address_from_the_connect_callback(family, hostaddr, expected):
     found = client_address(family, hostaddr)
     assert found == (None if expected is None else ipaddress.ip_address(expected))
+
+
+@given(st.ip_addresses(), st.integers(0, 65535))
+def test_every_client_address_libmilter_reports_is_read(ip, port):
+    family, hostaddr = (
+        (socket.AF_INET, (str(ip), port))
+        if ip.version == 4
+        else (socket.AF_INET6, (str(ip), port, 0, 0))
+    )
+    assert client_address(family, hostaddr) == ip
+
+
+@given(
+    st.sampled_from([socket.AF_INET, socket.AF_INET6, socket.AF_UNIX, 0]),
+    st.one_of(st.none(), st.text(max_size=50), st.tuples(st.text(max_size=50), st.integers())),
+)
+def test_client_address_of_anything_is_an_address_or_none(family, hostaddr):
+    found = client_address(family, hostaddr)
+    assert found is None or isinstance(found, (ipaddress.IPv4Address, ipaddress.IPv6Address))
 
 
 def test_samples_accepted_and_cleartext_refused_with_523(samples):
