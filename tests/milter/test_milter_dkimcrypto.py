@@ -15,8 +15,9 @@ import re
 import dkim
 import dkim.crypto
 import pytest
-from chatmail_services.milter import dkimcrypto
+from chatmail_services.milter import dkimcrypto, mime
 from chatmail_services.milter.dkimsign import Signer
+from chatmail_services.milter.dkimverify import KeyCache, KeyLookup, Verifier
 from harness.fixtures import session_dkim_key
 from harness.messages import ALICE, DOMAIN
 from hypothesis import given
@@ -134,5 +135,10 @@ def test_a_whole_message_whose_b_lost_its_leading_zero_verifies(monkeypatch):
     lookup = lambda name, timeout=5: record.encode()  # noqa: E731
     assert dkim.RSASSA_PKCS1_v1_5_verify is dkimcrypto.rsa_verify
     assert dkim.verify(message, dnsfunc=lookup)
+    # the milter's own verification path accepts it too
+    fetch = lambda name: ((record.encode(),), 300)  # noqa: E731
+    verifier = Verifier(KeyLookup(fetch, KeyCache(10, 300), 4096), 5)
+    verdict = verifier.verdict(message, mime.parse_message(message).headers)
+    assert verdict.accepted, verdict
     monkeypatch.setattr(dkim, "RSASSA_PKCS1_v1_5_verify", dkimcrypto.PURE_VERIFY)
     assert dkim.verify(message, dnsfunc=lookup)  # dkimpy agrees
