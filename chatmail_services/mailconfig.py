@@ -14,7 +14,7 @@ from .config import Config
 POSTFIX_RENDERED = ("main.cf", "master.cf", "recipient_access")
 DOVECOT_LMTP = "$virtual_transport"  # main.cf's one LMTP socket of Dovecot
 NO_LOCAL_DELIVERY = "error:5.1.1 local delivery is disabled"
-POSTFIX_COPIED = ("submission_header_cleanup", "login_map", "tls_policy")
+POSTFIX_COPIED = ("submission_header_cleanup", "mxdeliv_header_checks", "login_map", "tls_policy")
 DOVECOT_RENDERED = ("dovecot.conf", "chatmail-auth.conf.ext")
 DOVECOT_COPIED = ("push_notification.lua",)
 # Each Dovecot template set (chatmail_services.dovecotversion picks one by the version found):

@@ -132,7 +132,12 @@ def postfix_part(config: Config, ctx: Context) -> Part:
             files.append(Desired(f"{POSTFIX_DIR}/{name}", merge(current, ours).encode()))
         except postfixmerge.MergeError as exc:
             raise SetupError(f"{POSTFIX_DIR}/{exc}") from None
-    for name in ("recipient_access", "login_map", "submission_header_cleanup"):
+    for name in (
+        "recipient_access",
+        "login_map",
+        "submission_header_cleanup",
+        "mxdeliv_header_checks",
+    ):
         text = render_text(template(ctx, f"postfix/{name}"), ctx.values)
         files.append(Desired(f"{POSTFIX_DIR}/{name}", text.encode()))
     # tls_policy is the admin's list of exceptions: installed once, then left alone

@@ -316,3 +316,26 @@ def test_with_https_off_nginx_answers_404(network, stack_root):
         status, _headers, body = front.request("POST", "/mxdeliv", b"x\r\n")
     assert status == 404, body
     assert b"250" not in body
+
+
+@pytest.mark.parametrize(
+    "sender",
+    [
+        "someone@[127.0.0.1]",
+        "Someone <someone@[127.0.0.1]>",
+        "Someone\r\n <someone@[127.0.0.1]>",  # folded
+        "x@[IPv6:::1]",
+    ],
+)
+def test_a_from_address_literal_is_refused(network, rcpts, sender):
+    """Postfix sees chatmail-mxdeliv as its client 127.0.0.1, not the sending server, so the
+    milter's rule (a From literal must be the client's address) cannot hold: refused."""
+    relay = network.relay
+    message_id = new_message_id(SENDER)
+    message = sample(ENCRYPTED, "placeholder@example.invalid", rcpts[0], message_id)
+    head, sep, rest = message.partition(b"\r\n\r\n")
+    head = re.sub(rb"(?im)^From:[^\r\n]*", b"From: " + sender.encode(), head)
+    assert sender.encode() in head
+    reply = post(relay, stuff(head + sep + rest), rcpts[:1], mail_from="")
+    assert reply == (400, b"550 5.7.1 From address literal is not the sending server's address")
+    refused_without_trace(relay, rcpts, message_id, reply)
