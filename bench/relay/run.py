@@ -87,8 +87,9 @@ class Idler:
 
 def latency_run(relay: LocalRelay, count: int) -> tuple[list[float], list[float]]:
     """Submit count messages one at a time; seconds from submission to the IDLE notification,
-    and to the message file appearing in the recipient's Maildir (Dovecot holds every IDLE
-    notification back by a fixed 500 ms, NOTIFY_DELAY_MSECS, which hides the relay's own time).
+    and to the message file appearing in the recipient's Maildir (Dovecot holds the IDLE
+    notification of a working, not hibernated, session back by a fixed 500 ms,
+    NOTIFY_DELAY_MSECS, which hides the relay's own time; see dovecot_versions.py).
 
     Each run uses a new sender, so a batch no larger than the milter's burst (10) never meets
     the rate limit.
