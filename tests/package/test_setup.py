@@ -131,6 +131,44 @@ def test_a_login_over_the_real_stack_creates_the_account(ct):
     assert stat == "vmail"
 
 
+MXDELIV = """\
+import http.client, json, ssl
+context = ssl.create_default_context(cafile="/etc/chatmail/tls/fullchain.pem")
+MESSAGE = (
+    b"From: <alice@sender.example>\\r\\nTo: <someone@{domain}>\\r\\nSubject: hi\\r\\n"
+    b"Message-ID: <mxdeliv-pkgtest@sender.example>\\r\\n\\r\\n..dot-stuffed\\r\\n"
+)
+def post(method, rcpts):
+    conn = http.client.HTTPSConnection("{domain}", 443, context=context, timeout=60)
+    conn.putrequest(method, "/mxdeliv", skip_accept_encoding=True)
+    conn.putheader("x-mail-from", "alice@sender.example")
+    for rcpt in rcpts:
+        conn.putheader("x-mail-to", rcpt)
+    conn.putheader("content-length", str(len(MESSAGE)))
+    conn.endheaders(MESSAGE)
+    answer = conn.getresponse()
+    return answer.status, answer.read().decode()
+print(json.dumps([
+    post("GET", ["someone@{domain}"]),
+    post("POST", ["someone@{domain}", "someone@other.example"]),
+    post("POST", ["someone@{domain}"]),
+]))
+"""
+
+
+def test_mail_from_another_relay_over_https_is_checked_as_on_port_25(ct):
+    """POST /mxdeliv on 443 (the stream, nginx, chatmail-mxdeliv, Postfix's loopback smtpd
+    and the milter, all as chatmail-setup and the package set them up): GET is 405, a
+    recipient of another domain and an unsigned message are refused as on port 25."""
+    ct.path("/root/mxdeliv.py").write_text(MXDELIV.format(domain=DOMAIN))
+    answers = json.loads(ct.check(["python3", "/root/mxdeliv.py"], timeout=180))
+    get, foreign, unsigned = answers
+    assert get[0] == 405, answers
+    assert foreign[0] == 400 and foreign[1].startswith("554 5.7.1 <someone@other.example>")
+    assert unsigned == [400, "554 5.7.1 No DKIM signature found"], answers
+    assert _active(ct, "chatmail-mxdeliv.service") == "active"  # started by the first request
+
+
 WEB = """\
 import json, ssl, sys, urllib.request
 context = ssl.create_default_context(cafile="/etc/chatmail/tls/fullchain.pem")
