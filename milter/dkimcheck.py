@@ -45,8 +45,8 @@ def _evaluated(record: bytes | str) -> tuple[Any, int, bytes, bool]:
 def parsed_key(name: bytes | str, record: bytes | str | None) -> tuple[Any, int, bytes, bool]:
     """dkimpy's `evaluate_pk(name, record)`: (key, bits, k= type, tlsrpt service), kept by the
     record's text; errors (`KeyFormatError`, ...) are raised each time, never kept."""
-    if not record:
-        return dkim.evaluate_pk(name, record)  # raises: missing public key
+    if not record or not isinstance(record, bytes | str):
+        return dkim.evaluate_pk(name, record)  # no record: raises (missing public key)
     return _evaluated(record)
 
 

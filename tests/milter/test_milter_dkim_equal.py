@@ -311,7 +311,7 @@ def test_several_signatures_hash_the_body_and_parse_the_key_once(monkeypatch):
     )
     evaluate = dkim.evaluate_pk
     monkeypatch.setattr(dkim, "evaluate_pk", lambda *args: keys.append(1) or evaluate(*args))
-    getattr(dkimcheck, "_evaluated", functools.lru_cache()(lambda: None)).cache_clear()
+    dkimcheck._evaluated.cache_clear()
     verdict = fast_verifier().verdict(data, mime.parse_message(data).headers)
     assert verdict.accepted  # the third signature from the top is the valid one
     assert (len(bodies), len(keys)) == (1, 1)
