@@ -11,6 +11,8 @@ import ssl
 
 import pytest
 from chatmail_services.web.nginxstream import TEMPLATE, StreamPorts, render_stream, stream_values
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from web.conftest import DOMAIN, WEB_ADDRESS
 
 from chatmail_services.templating import PLACEHOLDER, template_text
@@ -96,3 +98,40 @@ def test_stream_errors_name_no_client(front):
     for path in front.nginx.log_files():
         text = path.read_text(errors="replace")
         assert "client:" not in text and WEB_ADDRESS not in text, f"{path}: {text[-2000:]}"
+
+
+ALPN_NAMES = st.one_of(
+    st.sampled_from(["imap", "smtp", "h2", "http/1.1", "imaps", "xsmtp", "IMAP"]),
+    st.text(st.sampled_from("abcimpstx/.1-,"), min_size=1, max_size=8),
+)
+
+
+def landing(front, names: list[str]) -> str:
+    """Where nginx's stream takes a ClientHello offering `names`: "mail" when the connection is
+    closed before any TLS answer (this web face has nothing behind the IMAP and SMTP routes),
+    "https" when nginx's HTTPS server answers (a handshake, or its no-application-protocol
+    alert for names it does not speak)."""
+    context = ssl._create_unverified_context()
+    if names:
+        context.set_alpn_protocols(names)
+    raw = socket.create_connection((WEB_ADDRESS, front.nginx.https_port), timeout=10)
+    try:
+        context.wrap_socket(raw, server_hostname=DOMAIN).close()
+    except (ssl.SSLEOFError, ssl.SSLZeroReturnError, ConnectionError):
+        return "mail"
+    except ssl.SSLError as exc:
+        assert "NO_APPLICATION_PROTOCOL" in str(exc) or "no application protocol" in str(exc)
+        return "https"
+    finally:
+        raw.close()
+    return "https"
+
+
+@settings(max_examples=60, deadline=None)
+@given(names=st.lists(ALPN_NAMES, max_size=4))
+def test_only_an_alpn_entry_imap_or_smtp_leaves_the_web_server(front, names):
+    """nginx sees the offered names joined by commas ($ssl_preread_alpn_protocols): an entry
+    that is exactly `imap` or `smtp` there goes to the mail servers, anything else to HTTPS."""
+    entries = ",".join(names).split(",")
+    expected = "mail" if {"imap", "smtp"} & set(entries) else "https"
+    assert landing(front, names) == expected, names
