@@ -177,6 +177,41 @@ def test_port_443_carries_imap_smtp_and_https_by_alpn(relay):
     assert https.startswith("HTTP/1.1 200"), https
 
 
+MXDELIV = f"""
+import http.client, json, ssl
+MESSAGE = (
+    b"From: <alice@sender.example>\\r\\nTo: <someone@{DOMAIN}>\\r\\nSubject: hi\\r\\n"
+    b"Message-ID: <mxdeliv-trixie@sender.example>\\r\\n\\r\\n..dot-stuffed\\r\\n"
+)
+def post(method, rcpts):
+    conn = http.client.HTTPSConnection("127.0.0.1", 443, context={TLS_UNVERIFIED}, timeout=60)
+    conn.putrequest(method, "/mxdeliv", skip_host=True, skip_accept_encoding=True)
+    conn.putheader("host", "{DOMAIN}")
+    for rcpt in rcpts:
+        conn.putheader("x-mail-to", rcpt)
+    conn.putheader("content-length", str(len(MESSAGE)))
+    conn.endheaders(MESSAGE)
+    answer = conn.getresponse()
+    return answer.status, answer.read().decode()
+print(json.dumps([
+    post("GET", ["someone@{DOMAIN}"]),
+    post("POST", ["someone@{DOMAIN}", "someone@other.example"]),
+    post("POST", ["someone@{DOMAIN}"]),
+]))
+"""
+
+
+def test_mail_from_another_relay_over_https_is_checked_under_python_3_13(relay):
+    """POST /mxdeliv on 443 (a bounce: no x-mail-from) through nginx, chatmail-mxdeliv on
+    Python 3.13, Postfix 3.10's loopback smtpd and the milter: 405, relay access denied, and
+    the unsigned message refused as on port 25."""
+    get, foreign, unsigned = json.loads(relay.check(["python3", "-c", MXDELIV], timeout=180))
+    assert get[0] == 405, get
+    assert foreign[0] == 400 and foreign[1].startswith("554 5.7.1 <someone@other.example>")
+    assert unsigned == [400, "554 5.7.1 No DKIM signature found"], unsigned
+    assert _active(relay, "chatmail-mxdeliv.service") == "active"
+
+
 IMAP_CAPABILITY = f"""
 import imaplib, ssl, sys
 imap = imaplib.IMAP4_SSL("127.0.0.1", 993, ssl_context={TLS_UNVERIFIED}, timeout=30)
