@@ -565,6 +565,9 @@ MILTERTEST = """\
 -- (RCPT and headers are "no reply" steps: nothing to wait for there)
 local conn = mt.connect("unix:{path}", 40, 0.25)
 if conn == nil then error("cannot connect") end
+-- CONNECT first, as from Postfix: miltertest sends one by itself before MAIL otherwise, and
+-- that clears the MAIL macros sent before it
+if mt.conninfo(conn, "localhost", "127.0.0.1") ~= nil then error("conninfo") end
 if mt.macro(conn, SMFIC_MAIL, "{{auth_authen}}", "{sender}", "i", "PKGTEST") ~= nil then
   error("macro")
 end
