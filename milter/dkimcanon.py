@@ -91,9 +91,10 @@ def _compress(value: bytes) -> bytes:
 
 
 def _unfold(value: bytes) -> bytes:
-    """The value without line breaks, CRLF or LF (dkimpy's `unfold_header_value`)."""
-    value = value.replace(b"\r\n", b"")
-    return value.replace(b"\n", b"") if b"\n" in value else value
+    """The value without its CRLF line breaks (dkimpy's `unfold_header_value`); a LF alone,
+    which dkimpy's own split never leaves in a value, goes to dkimpy (1.1.4 keeps it)."""
+    unfolded = value.replace(b"\r\n", b"")
+    return canonicalization.unfold_header_value(value) if b"\n" in unfolded else unfolded
 
 
 def relaxed_headers(headers: list) -> list[tuple[bytes, bytes]]:
