@@ -71,7 +71,7 @@ def render_man_options() -> str:
                 shown = _roff(default.strip("()"))
             else:
                 shown = f"\\fB{_roff(default)}\\fR" if default else "empty"
-            text = f"\\&{_roff(_sentence(doc))}. Default: {shown}."
+            text = f"\\&{_roff(_sentence(doc))}. Default:\\ {shown}."
             out += [".TP", f".B {_roff(key)}", text]
     return "\n".join(out) + "\n"
 

@@ -44,7 +44,8 @@ def test_check_mode_notices_a_stale_file(tmp_path):
     assert result.returncode == 1
     assert "chatmail.ini is out of date" in result.stderr
     stale_man = tmp_path / "chatmail.ini.5"
-    stale_man.write_text(MAN.read_text().replace("Default: \\fB600", "Default: \\fB601"))
+    assert "Default:\\ \\fB600" in MAN.read_text()  # the replacement below changes something
+    stale_man.write_text(MAN.read_text().replace("Default:\\ \\fB600", "Default:\\ \\fB601"))
     result = _run_generator(tmp_path, "--check", "--man", str(stale_man))
     assert result.returncode == 1
     assert "chatmail.ini.5 is out of date" in result.stderr
