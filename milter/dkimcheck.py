@@ -3,10 +3,10 @@
 dkimpy stays the implementation of record: its tag-list parser, signature field checks, key
 record evaluation, canonicalization policy, header selection and hashing, and its RSA step (as
 `milter/dkimcrypto.py` installs it) decide, called in the order `DKIM.verify`,
-`verify_headerprep`, `verify_sig` and `verify_sig_process` call them (dkimpy 1.1.8), raising
-what they raise. What changes is the work around them, done once instead of per signature or
-per message: the message is split by `dkimcanon.split_message` (dkimpy's parser on the header
-section only), the canonicalized header fields and the body hashes are kept per
+`verify_headerprep`, `verify_sig` and `verify_sig_process` call them (dkimpy 1.1.4 and 1.1.8),
+raising what they raise. What changes is the work around them, done once instead of per
+signature or per message: the message is split by `dkimcanon.split_message` (dkimpy's parser on
+the header section only), the canonicalized header fields and the body hashes are kept per
 canonicalization and `l=`, relaxed canonicalization uses `dkimcanon`'s equal functions, and
 parsed key records are kept by their text (`parsed_key`). The verdicts are dkimpy's: tests
 compare them with stock dkimpy on samples, on generated and mutated messages and on the DKIM

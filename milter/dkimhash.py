@@ -1,7 +1,7 @@
 """The header hash of a DKIM signature: dkimpy's `select_headers` and `hash_headers`, faster.
 
-Same results as dkimpy 1.1.8's functions (property tests compare them): `select_headers` finds
-each name's fields through one index of the header names instead of scanning all fields for
+Same results as dkimpy's functions (1.1.4, 1.1.8; property tests compare them): `select_headers`
+finds each name's fields through one index of the header names instead of scanning all fields for
 every name of `h=` (a signature of ours names some thirty, most of them absent), and the
 signature field's b= value is removed by `dkimcanon.strip_b_value`. No I/O.
 """

@@ -68,7 +68,7 @@ def header_list(names: list[str]) -> list[str]:
 class Signer:
     """Signs messages of `domain` with one RSA key; safe to share between threads.
 
-    `sign` is dkimpy's `DKIM(message, linesep=b"\\n").sign(...)` step for step (dkimpy 1.1.8)
+    `sign` is dkimpy's `DKIM(message, linesep=b"\\n").sign(...)` step for step (dkimpy 1.1.4, 1.1.8)
     with the work around it done once or faster: the key is parsed once, the message split by
     `dkimcanon.split_message` (dkimpy's parser on the header section only) and the relaxed
     header canonicalization is `dkimcanon`'s; dkimpy's `gen_header` makes the field. Tests

@@ -1,12 +1,13 @@
 """The fast DKIM path gives stock dkimpy's results: the independent check of issue 23.
 
-Oracle: stock dkimpy 1.1.8 (`dkim.rfc822_parse`, its canonicalization classes, `RE_BTAG`,
-`select_headers`, `hash_headers`, `dkim.DKIM(message).verify(idx, dnsfunc)`,
-`dkim.DKIM(message).sign(...)`) on the same input with the same DNS function. Compared: the
-parsers and canonicalizations on arbitrary bytes, the outcome of every signature (result or
-exception type) and the milter's verdict on the Delta Chat samples, on generated messages
-signed with every canonicalization (with and without l=, one or several signatures) and then
-mutated, and on the DKIM cases of the tests; signatures byte for byte.
+Oracle: stock dkimpy, the venv's 1.1.8 and Debian 12's 1.1.4 (`dkim.rfc822_parse`, its
+canonicalization classes, `RE_BTAG`, `select_headers`, `hash_headers`,
+`dkim.DKIM(message).verify(idx, dnsfunc)`, `dkim.DKIM(message).sign(...)`) on the same input
+with the same DNS function. Compared: the parsers and canonicalizations on arbitrary bytes, the
+outcome of every signature (result or exception type) and the milter's verdict on the Delta
+Chat samples, on generated messages signed with every canonicalization (with and without l=,
+one or several signatures) and then mutated, and on the DKIM cases of the tests; signatures
+byte for byte.
 """
 
 from __future__ import annotations
