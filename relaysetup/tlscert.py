@@ -22,11 +22,14 @@ def subject_names(domain: str) -> list[x509.GeneralName]:
         return [x509.DNSName(name) for name in (domain, f"mta-sts.{domain}", f"www.{domain}")]
 
 
-def self_signed(domain: str) -> tuple[bytes, bytes]:
-    """(certificate PEM, private key PEM): a new P-256 key and a certificate for `domain`."""
+def self_signed(
+    domain: str, *, valid_days: int = VALID_DAYS, now: datetime.datetime | None = None
+) -> tuple[bytes, bytes]:
+    """(certificate PEM, private key PEM): a new P-256 key and a certificate for `domain`,
+    valid `valid_days` from `now` (default: this moment; tests make expired ones)."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, domain)])
-    now = datetime.datetime.now(datetime.UTC)
+    now = now or datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)
@@ -34,7 +37,7 @@ def self_signed(domain: str) -> tuple[bytes, bytes]:
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=VALID_DAYS))
+        .not_valid_after(now + datetime.timedelta(days=valid_days))
         .add_extension(x509.SubjectAlternativeName(subject_names(domain)), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .sign(key, hashes.SHA256())

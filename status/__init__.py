@@ -1,0 +1,1 @@
+"""chatmail-status: the relay's health in a few lines (docs/operations.md)."""

@@ -1,0 +1,28 @@
+"""Lines from the journal as the report may show them: no mail address, no IP address."""
+
+from __future__ import annotations
+
+import re
+
+MAX_LINE = 160
+_ADDRESS = re.compile(r"\S*@\S*")
+_IPV4 = re.compile(r"(?<![\d.])\d{1,3}(?:\.\d{1,3}){3}(?![\d.])")
+# two or more colons between hex digits: an IPv6 address (or a time, which is kept whole)
+_IPV6 = re.compile(r"(?<![\w:])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?![\w:])")
+_TIME = re.compile(r"\d{1,2}:\d{2}(?::\d{2})?")
+
+
+def _ipv6(match: re.Match[str]) -> str:
+    text = match.group(0)
+    return text if _TIME.fullmatch(text) else "<ip>"
+
+
+def redact(line: str) -> str:
+    """`line` with every word holding an @ replaced by `<address>`, every IPv4 and IPv6
+    address by `<ip>`, control characters by spaces, and cut to `MAX_LINE` characters."""
+    text = "".join(ch if ch.isprintable() else " " for ch in line)
+    text = _ADDRESS.sub("<address>", text)
+    text = _IPV4.sub("<ip>", text)
+    text = _IPV6.sub(_ipv6, text)
+    text = " ".join(text.split())
+    return text if len(text) <= MAX_LINE else text[: MAX_LINE - 3] + "..."
