@@ -280,8 +280,8 @@ def test_dry_run_shows_the_diff_and_changes_nothing(ct):
     result = setup(ct, "--dry-run")
     assert result.returncode == 0, result.stderr
     assert "-message_size_limit = 31457280\n+message_size_limit = 20000000\n" in result.stdout
-    # main.cf, and the pages that state the limit
-    assert re.search(r"\n\S+: 4 file\(s\) to change \(postfix, nginx\)\n$", result.stdout)
+    # main.cf, the pages that state the limit, and nginx's body limit for /mxdeliv
+    assert re.search(r"\n\S+: 5 file\(s\) to change \(postfix, nginx\)\n$", result.stdout)
     assert snapshot(ct) == before
     assert reloads_since(ct, after_cursor) == []
     # the same run for real changes main.cf, keeps the old one, and reloads Postfix only
