@@ -7,14 +7,15 @@ import re
 MAX_LINE = 160
 _ADDRESS = re.compile(r"\S*@\S*")
 _IPV4 = re.compile(r"(?<![\d.])\d{1,3}(?:\.\d{1,3}){3}(?![\d.])")
-# two or more colons between hex digits: an IPv6 address (or a time, which is kept whole)
-_IPV6 = re.compile(r"(?<![\w:])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?![\w:])")
-_TIME = re.compile(r"\d{1,2}:\d{2}(?::\d{2})?")
+# hex digits with two or more colons: an IPv6 address (or a time of day, which stays)
+_IPV6 = re.compile(r"(?<![\w:])[0-9A-Fa-f]*(?::[0-9A-Fa-f]*){2,}")
+_TIME = re.compile(r"\d{1,2}:\d{2}:\d{2}")
 
 
 def _ipv6(match: re.Match[str]) -> str:
     text = match.group(0)
-    return text if _TIME.fullmatch(text) else "<ip>"
+    core = text.rstrip(":")
+    return text if _TIME.fullmatch(core) else "<ip>"
 
 
 def redact(line: str) -> str:
