@@ -157,9 +157,9 @@ def judge_dns(statuses: Sequence[tuple[str, bool, str]]) -> Check:
     if failed or errors:
         parts = []
         if failed:
-            parts.append("wrong or missing: " + ", ".join(failed))
+            parts.append("wrong or missing: " + _some(failed))
         if errors:
-            parts.append("look-up failed: " + ", ".join(errors))
+            parts.append(f"look-up failed for {len(errors)} of {len(statuses)} records")
         return Check("dns", State.DEGRADED, "; ".join(parts), data)
     text = f"{len(statuses)} records as expected"
     if weak:
@@ -215,6 +215,12 @@ def judge_reaper(
     if now - finished > REAPER_MAX_AGE:
         return Check("reaper", State.DEGRADED, f"{text}; not run for two days", data)
     return Check("reaper", State.OK, text, data)
+
+
+def _some(names: Sequence[str], most: int = 3) -> str:
+    """The first `most` names, and how many more."""
+    shown = ", ".join(names[:most])
+    return shown if len(names) <= most else f"{shown} and {len(names) - most} more"
 
 
 def _duration(seconds: float) -> str:

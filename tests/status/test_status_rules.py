@@ -113,7 +113,10 @@ def test_dns():
     bad = rules.judge_dns([*ok, ("chat.example MX", True, "different")])
     assert bad.state is State.DEGRADED and bad.text == "wrong or missing: chat.example MX"
     error = rules.judge_dns([("chat.example MX", True, "error")])
-    assert error.state is State.DEGRADED and "look-up failed" in error.text
+    assert error.state is State.DEGRADED and error.text == "look-up failed for 1 of 1 records"
+    many = rules.judge_dns([(f"r{n} TXT", True, "missing") for n in range(5)])
+    assert many.text == "wrong or missing: r0 TXT, r1 TXT, r2 TXT and 2 more"
+    assert many.data["failed"] == [f"r{n} TXT" for n in range(5)]
 
 
 SUMMARY = {"accounts_removed": 2, "messages_removed": 30, "bytes_removed": 4096}
