@@ -22,6 +22,7 @@ PAGES = [
     "chatmail-mxdeliv.8",
     "chatmail-dns.8",
     "chatmail-setup.8",
+    "chatmail-status.8",
     "chatmail.ini.5",
 ]
 COMMANDS = [
@@ -33,9 +34,10 @@ COMMANDS = [
     "chatmail-mxdeliv",
     "chatmail-dns",
     "chatmail-setup",
+    "chatmail-status",
 ]
 # Commands that take options only, no subcommands.
-WITHOUT_SUBCOMMANDS = {"chatmail-expire", "chatmail-dns", "chatmail-setup"}
+WITHOUT_SUBCOMMANDS = {"chatmail-expire", "chatmail-dns", "chatmail-setup", "chatmail-status"}
 
 
 def _render(page: Path) -> subprocess.CompletedProcess[str]:
