@@ -90,7 +90,7 @@ def run_checks(
     if config is not None:
         runs |= {
             "certificate": lambda: gather.check_certificate(config, now, privileged),
-            "dns": lambda: gather.check_dns(config),
+            "dns": lambda: gather.check_dns(config, privileged),
             "notify-queue": lambda: gather.check_notify_queue(config, now, privileged),
             "disk": lambda: gather.check_disk(config, privileged),
             "accounts": lambda: gather.check_accounts(config, privileged),

@@ -145,8 +145,17 @@ def check_accounts(config: Config, privileged: bool) -> Check:
     return Check("accounts", State.OK, f"{count} accounts", {"count": count})
 
 
-def check_dns(config: Config) -> Check:
-    """chatmail-dns --check, summarised (dnszone's own records and comparison)."""
+def check_dns(config: Config, privileged: bool) -> Check:
+    """chatmail-dns --check, summarised (dnszone's own records and comparison; the DKIM
+    record needs the private key, readable by root and the mail user only)."""
+    key_file = config.dkim.key_file
+    if not privileged:
+        try:
+            Path(key_file).read_bytes()
+        except PermissionError:
+            return Check("dns", State.UNKNOWN, f"{key_file} not readable without root")
+        except OSError:
+            pass  # missing: config_records says so below
     try:
         records = config_records(config)
     except (ConfigError, OSError, ValueError) as exc:
