@@ -320,6 +320,16 @@ class ChatmailSection:
     log_level: str = _opt(
         _log_level, "info", "debug, info, warning or error; addresses appear only at debug"
     )
+    metrics_dir: str = _opt(
+        _optional_abs_path,
+        "/var/lib/prometheus/node-exporter",
+        "directory where each service writes its Prometheus metrics file (the node exporter's "
+        "textfile directory; the mail user must be allowed to create files in it; empty: no "
+        "metrics)",
+    )
+    metrics_interval: int = _opt(
+        _int_range(1, 3600), "15", "seconds between two writes of a service's metrics file"
+    )
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ import Milter
 from . import dkimpolicy, mime, policy
 from .dkimsign import Signer
 from .dkimverify import Verifier
+from .metrics import MilterMetrics
 from .ratelimit import RateLimiter
 from .spool import Spool
 
@@ -50,6 +51,7 @@ class Service:
     mail_domain: str = ""
     signer: Signer | None = None  # None: nothing is signed ([dkim] sign = no)
     verifier: Verifier | None = None  # None: incoming DKIM not checked ([dkim] verify = no)
+    metrics: MilterMetrics | None = None  # None: no metrics ([chatmail] metrics_dir empty)
 
 
 def _text(value: bytes | str) -> str:
@@ -164,6 +166,8 @@ class ChatmailMilter(Milter.Base):
 
     def _refuse(self, verdict: policy.Verdict) -> int:
         self.setreply(verdict.code, verdict.xcode, _reply_text(verdict.text))
+        if self.service.metrics is not None:
+            self.service.metrics.verdict(verdict)
         log.info(
             "%s: %s %s %s: %s",
             self._queue_id(),
@@ -257,6 +261,8 @@ class ChatmailMilter(Milter.Base):
             del msg
             if verdict.chgfrom is not None:
                 self.chgfrom(verdict.chgfrom)
+            if self.service.metrics is not None:
+                self.service.metrics.verdict(verdict)
             if log.isEnabledFor(logging.DEBUG):  # _queue_id() asks libmilter: not per message
                 log.debug("%s: accept: %s", self._queue_id(), verdict.reason)
             return Milter.ACCEPT
@@ -289,6 +295,8 @@ class ChatmailMilter(Milter.Base):
         if sender.literal or sender.domain != self.service.mail_domain.lower():
             return
         value = self.service.signer.sign(self._whole(msg))
+        if self.service.metrics is not None:
+            self.service.metrics.signed.inc()
         if log.isEnabledFor(logging.DEBUG):  # what the receiver verifies (delivery strips it)
             unfolded = value.replace(b"\n", b"").decode("ascii")
             log.debug("%s: signed: DKIM-Signature:%s", self._queue_id(), unfolded)

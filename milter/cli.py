@@ -24,12 +24,15 @@ from chatmail_services.cli import (
 )
 from chatmail_services.config import Config, SettingsError
 from chatmail_services.logsetup import setup_logging
+from chatmail_services.metrics import Registry
+from chatmail_services.textfile import config_publisher
 
 from . import mime, policy
 from .accounts import enforcement_lookup
 from .dkimsign import Signer, load_signer
 from .dkimverify import Verifier, make_verifier
 from .lifecycle import run_until_signal
+from .metrics import MilterMetrics
 
 if TYPE_CHECKING:
     from .adapter import Service
@@ -136,6 +139,7 @@ def service_from_config(config: Config) -> Service:
         mail_domain=config.chatmail.mail_domain,
         signer=signer,
         verifier=verifier,
+        metrics=MilterMetrics(Registry()) if config.chatmail.metrics_dir else None,
     )
 
 
@@ -193,10 +197,14 @@ def serve_command(config: Config, args: argparse.Namespace) -> int:
     Milter.factory = functools.partial(ChatmailMilter, service)
     Milter.set_flags(Milter.ADDHDRS | Milter.CHGFROM)  # the DKIM-Signature; the null sender
     log.info("listening on %s", conn)
+    metrics = service.metrics
+    publisher = config_publisher(config, "chatmail-milter", metrics.registry) if metrics else None
     notify_ready()
 
     def stopped(signame: str) -> None:
         notify_stopping()
+        if publisher is not None:
+            publisher.stop()
         log.info("stopped (%s)", signame)
 
     def serve() -> None:
@@ -212,6 +220,8 @@ def serve_command(config: Config, args: argparse.Namespace) -> int:
         # give it up without closing it again (close() would raise EBADF).
         for sock in sockets:
             sock.detach()
+        if publisher is not None:
+            publisher.stop()
     logging.getLogger("chatmail.milter").info("stopped")
     return 0
 

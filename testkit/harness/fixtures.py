@@ -57,8 +57,18 @@ def write_test_config(root: Path, milter_socket: Path, **sections: dict[str, obj
     key_file = write_test_dkim_key(root / "dkim.private")
     queue = root / "notify-queue"
     queue.mkdir(exist_ok=True)
+    # The services' Prometheus files (never the machine's node exporter directory); the
+    # services run as the mail user, so anyone may create files in it (a temporary directory).
+    metrics = root / "metrics"
+    metrics.mkdir(exist_ok=True)
+    metrics.chmod(0o777)
     merged: dict[str, dict[str, object]] = {
-        "chatmail": {"mail_domain": "chat.example", "mailboxes_dir": mailboxes},
+        "chatmail": {
+            "mail_domain": "chat.example",
+            "mailboxes_dir": mailboxes,
+            "metrics_dir": metrics,
+            "metrics_interval": 1,
+        },
         "auth": {
             "socket": root / "auth.sock",
             "nocreate_file": root / "nocreate",
