@@ -258,6 +258,98 @@ def test_expire_service_runs_as_the_timer_would_start_it(ct):
     assert _show(ct, "chatmail-expire.service", "ExecMainStatus") == "0"
 
 
+# -- chatmail-status on the installed relay (docs/operations.md) --
+
+STATUS_CONFIG = "/etc/chatmail/status-test.ini"
+STATUS_CERT = "/etc/chatmail/status-test-tls/fullchain.pem"
+
+
+def _status_cert(ct: Container, days_valid: int, days_ago: int = 0) -> None:
+    """A certificate made by chatmail-setup's own code, at STATUS_CERT in the container."""
+    import datetime
+
+    from chatmail_services.relaysetup import tlscert
+
+    start = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=days_ago)
+    cert, _key = tlscert.self_signed(DOMAIN, valid_days=days_valid, now=start)
+    path = ct.path(STATUS_CERT)
+    path.parent.mkdir(exist_ok=True)
+    path.write_bytes(cert)
+    path.chmod(0o644)
+
+
+def _status(ct: Container, *args: str, user: str | None = None):
+    """chatmail-status (DNS left out: the container has no network), text and --json."""
+    command = ["chatmail-status", "--config", STATUS_CONFIG, "--skip", "dns", *args]
+    if user:
+        command = ["runuser", "-u", user, "--", *command]
+    text = ct.run(command)
+    report = ct.run([*command, "--json"])
+    assert report.returncode == text.returncode, report.stdout + text.stdout
+    return text.returncode, text.stdout + text.stderr, json.loads(report.stdout)
+
+
+@pytest.fixture
+def status_config(ct):
+    ct.path(STATUS_CONFIG).write_text(f"{CONFIG}\n[tls]\ncert_file = {STATUS_CERT}\n")
+    _status_cert(ct, 90)
+    try:
+        yield
+    finally:
+        ct.path(STATUS_CONFIG).unlink()
+        ct.check(["rm", "-rf", str(Path(STATUS_CERT).parent)])
+
+
+def test_status_healthy_then_degraded_without_the_auth_socket_then_broken(ct, status_config):
+    code, output, report = _status(ct)
+    assert code == 0, output
+    assert report["state"] == "ok"
+    states = {c["name"]: c["state"] for c in report["checks"]}
+    assert states == {**dict.fromkeys(states, "ok"), "dns": "unknown"}, output
+    reaper = next(c for c in report["checks"] if c["name"] == "reaper")
+    assert reaper["text"].startswith("last run "), output  # the expire test ran it
+    assert reaper["data"]["accounts_scanned"] >= 1, output  # its summary line, from the journal
+    assert "@" not in output
+
+    ct.check(["systemctl", "stop", "chatmail-auth.socket"])
+    try:
+        code, output, report = _status(ct)
+        assert code == 1, output
+        assert report["state"] == "degraded"
+        units = next(c for c in report["checks"] if c["name"] == "units")
+        assert units["state"] == "degraded"
+        assert units["text"].startswith("chatmail-auth.socket stopped (inactive)"), output
+    finally:
+        ct.check(["systemctl", "start", "chatmail-auth.socket"])
+
+    _status_cert(ct, 10, days_ago=40)
+    code, output, report = _status(ct)
+    assert code == 2, output
+    assert report["state"] == "broken"
+    cert = next(c for c in report["checks"] if c["name"] == "certificate")
+    assert cert["state"] == "broken" and cert["text"].startswith("expired "), output
+
+
+def test_status_for_the_group_and_for_others(ct, status_config):
+    """A member of chatmail-status sees what needs no root, the rest as unknown; anyone
+    else is refused."""
+    assert ct.run(["getent", "group", "chatmail-status"]).returncode == 0
+    ct.check(["useradd", "-M", "-G", "chatmail-status", "statusmember"])
+    ct.check(["useradd", "-M", "statusother"])
+    try:
+        code, output, report = _status(ct, user="statusmember")
+        assert code == 0, output
+        states = {c["name"]: c["state"] for c in report["checks"]}
+        unknown = {"dns", "postfix-queue", "notify-queue", "accounts"}
+        assert {n for n, s in states.items() if s == "unknown"} == unknown, output
+        assert set(states.values()) == {"ok", "unknown"}, output
+        result = ct.run(["runuser", "-u", "statusother", "--", "chatmail-status"])
+        assert result.returncode == 77, result.stdout + result.stderr
+    finally:
+        ct.check(["userdel", "statusmember"])
+        ct.check(["userdel", "statusother"])
+
+
 # -- the sandboxes as systemd builds them --
 
 # @ is replaced by a tag of the run (the service's journal keeps earlier runs' lines)
@@ -442,6 +534,7 @@ def test_purge_leaves_only_the_mailboxes(ct):
     for account in accounts:
         assert f"{MAILBOXES}/{account}/password" in left
     assert ct.run(["getent", "passwd", "vmail"]).returncode != 0
+    assert ct.run(["getent", "group", "chatmail-status"]).returncode != 0
     units = ct.check(["systemctl", "list-units", "--all", "--plain", "--no-legend", "chatmail*"])
     assert units.strip() == "", units
 
