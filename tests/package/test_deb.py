@@ -69,6 +69,7 @@ COMMANDS = [
     "chatmail-expire",
     "chatmail-dns",
     "chatmail-setup",
+    "chatmail-status",
 ]
 STARTED_UNITS = [
     "chatmail-auth.socket",
@@ -237,6 +238,9 @@ def test_installed_files(pkg):
         "/usr/share/man/man8/chatmail-metadata.8.gz",
         "/usr/share/man/man8/chatmail-setup.8.gz",
         "/usr/bin/chatmail-setup",
+        "/usr/bin/chatmail-status",
+        "/usr/share/man/man8/chatmail-status.8.gz",
+        "/usr/share/doc/chatmail-services/operations.md",
         "/etc/letsencrypt/renewal-hooks/deploy/chatmail-services",
         "/usr/share/doc/chatmail-services/setup.md",
         "/usr/share/man/man8/chatmail-web.8.gz",
@@ -257,7 +261,7 @@ def test_installed_files(pkg):
     assert expected <= files, sorted(expected - files)
     # every module of the repo's subpackages is installed (package_dir survived pybuild)
     folders = ("milter", "authsocket", "expire", "metadata", "dnszone", "relaysetup", "web")
-    for folder in (*folders, "mxdeliv"):
+    for folder in (*folders, "mxdeliv", "status"):
         for module in (REPO / folder).glob("*.py"):
             assert f"{DIST}/chatmail_services/{folder}/{module.name}" in files
     # no top-level "milter" from us: python3-milter owns that name
@@ -310,6 +314,9 @@ def test_system_user_and_directories(pkg):
     assert len(entry) == 7, "no user vmail"
     assert int(entry[2]) < 1000, "vmail is not a system user"
     assert entry[6] in ("/usr/sbin/nologin", "/bin/false")
+    # the group whose members may run chatmail-status (docs/operations.md)
+    group = run(["getent", "group", "chatmail-status"]).stdout.strip().split(":")
+    assert len(group) == 4 and int(group[2]) < 1000, "no system group chatmail-status"
     assert mode_owner(Path("/run/chatmail"))[1:] == ("vmail", "vmail")
     assert mode_owner(MAILBOXES) == (0o700, "vmail", "vmail")
     # the milter socket's directory below Postfix's queue is the socket unit's to make, only
@@ -663,6 +670,7 @@ def test_purge_removes_config_and_user_but_keeps_mailboxes(pkg):
     assert not (DIST / "chatmail_services").exists()
     # the user goes if the package made it; the mailboxes always stay
     assert user_exists("vmail") == pkg.had_vmail
+    assert run(["getent", "group", "chatmail-status"]).returncode != 0, "its group stayed"
     assert MAILBOXES.is_dir()
     for account in pkg.accounts:
         assert (account / "password").is_file()

@@ -7,6 +7,7 @@ import json
 
 import pytest
 from chatmail_services.status import rules
+from chatmail_services.status.cli import guarded, permitted
 from chatmail_services.status.model import Check, State, exit_code, not_readable, overall
 from chatmail_services.status.render import as_json, as_text
 from hypothesis import given
@@ -164,3 +165,19 @@ def test_not_readable_is_unknown_only_for_a_caller_without_root():
     assert not_readable("x", False, "/q", denied).state is State.UNKNOWN
     assert not_readable("x", True, "/q", denied).state is State.DEGRADED
     assert not_readable("x", False, "/q", OSError(5, "I/O error")).state is State.DEGRADED
+
+
+def test_a_check_that_raises_is_degraded_never_ok():
+    def boom() -> Check:
+        raise RuntimeError("parse error near a@b.example from 192.0.2.9")
+
+    check = guarded("units", boom)
+    assert check.state is State.DEGRADED
+    assert check.text == "check failed: RuntimeError: parse error near <address> from <ip>"
+
+
+def test_who_may_run_it():
+    assert permitted(0, [], None)
+    assert permitted(1000, [5, 999], 999)
+    assert not permitted(1000, [5], 999)
+    assert not permitted(1000, [5], None)
