@@ -654,7 +654,8 @@ class FederationSection:
     https: bool = _opt(
         _bool,
         "yes",
-        "receive mail from other relays over HTTPS at /mxdeliv (yes or no; no: nginx answers 404)",
+        "mail between relays over HTTPS, both directions (yes or no; no: nginx answers /mxdeliv "
+        "with 404, and Postfix delivers remote mail over SMTP only)",
     )
     socket: str = _opt(
         _abs_path, "/run/chatmail/mxdeliv.sock", "socket path when not socket-activated"
@@ -664,6 +665,32 @@ class FederationSection:
         "10026",
         "port on 127.0.0.1 of the Postfix smtpd that checks mail received over HTTPS as port 25 "
         "does (milter included)",
+    )
+    send_socket: str = _opt(
+        _abs_path,
+        "/var/spool/postfix/chatmail/mxsend.sock",
+        "LMTP socket of chatmail-mxsend (Postfix delivers remote mail there) when not "
+        "socket-activated",
+    )
+    return_socket: str = _opt(
+        _abs_path,
+        "/var/spool/postfix/public/mxreturn",
+        "Postfix's smtpd socket where chatmail-mxsend hands mail back for SMTP delivery",
+    )
+    https_skip: int = _opt(
+        _int_range(0, 86400),
+        "1800",
+        "seconds without HTTPS to a host after mail to it was handed to SMTP",
+    )
+    ca_file: str = _opt(
+        _optional_abs_path,
+        "",
+        "CA certificates the HTTPS peers are verified against (empty: the system's roots)",
+    )
+    tls_policy: str = _opt(
+        _abs_path,
+        "/etc/postfix/tls_policy",
+        "Postfix's TLS policy table; its exceptions relax HTTPS verification as for SMTP",
     )
 
 

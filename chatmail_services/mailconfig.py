@@ -33,6 +33,8 @@ DOVECOT_SETS = {
 SYSTEM_CA_FILE = "/etc/ssl/certs/ca-certificates.crt"
 # The smtpd that checks mail received over HTTPS ([federation] smtpd_port) listens here only.
 MXDELIV_SMTPD_HOST = "127.0.0.1"
+# chatmail-mxsend's LMTP socket, relative to the queue directory (chrooted lmtp client)
+MXSEND_TRANSPORT = "mxsend:unix:chatmail/mxsend.sock"
 # [tls] defaults: certbot's live directory for the mail domain, or the self-signed pair
 # chatmail-setup makes
 CERTBOT_LIVE = "/etc/letsencrypt/live"
@@ -64,6 +66,12 @@ def server_admin(config: Config) -> str:
     return f"mailto:{operator_contact(config)}"
 
 
+def default_transport(config: Config) -> str:
+    """Postfix's transport for remote mail. Still `smtp` for every relay: chatmail-mxsend
+    (`MXSEND_TRANSPORT`, HTTPS first) is not the default yet."""
+    return "smtp"
+
+
 def postfix_values(config: Config) -> dict[str, object]:
     """The placeholder values that follow from the chatmail config alone.
 
@@ -87,6 +95,7 @@ def postfix_values(config: Config) -> dict[str, object]:
         "max_recipients": config.chatmail.max_recipients,
         "server_admin": server_admin(config),
         "mxdeliv_listen": f"{MXDELIV_SMTPD_HOST}:{config.federation.smtpd_port}",
+        "default_transport": default_transport(config),
     }
 
 

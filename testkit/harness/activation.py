@@ -41,8 +41,12 @@ class ActivatedService:
         socket_user: str | None = None,
         env: dict[str, str] | None = None,
         cwd: Path | None = None,
+        groups: tuple[str, ...] = (),
     ) -> None:
+        """`groups`: supplementary groups of the process besides the user's own
+        (SupplementaryGroups=)."""
         self.argv = list(argv)
+        self.groups = groups
         self.socket_path = Path(socket_path)
         self.log_path = Path(log_path)
         self.user = user
@@ -81,11 +85,17 @@ class ActivatedService:
         command = ["bash", "-c", script, "bash", *self.argv]
         if self.user:
             gid = pwd.getpwnam(self.user).pw_gid
+            if self.groups:
+                gids = {*os.getgrouplist(self.user, gid)}
+                gids.update(grp.getgrnam(name).gr_gid for name in self.groups)
+                group_args = [f"--groups={','.join(map(str, sorted(gids)))}"]
+            else:
+                group_args = ["--init-groups"]
             command = [
                 "setpriv",
                 f"--reuid={self.user}",
                 f"--regid={gid}",
-                "--init-groups",
+                *group_args,
                 "--",
                 *command,
             ]

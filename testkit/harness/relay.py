@@ -99,7 +99,15 @@ class LocalRelay:
             "dkim": {"key_file": self.root / "dkim" / "chatmail.private"},
             "dns": {"ipv4": address},  # the A record chatmail-dns prints
             "metadata": {"socket": self.metadata_socket},
-            "federation": {"socket": self.mxdeliv_socket},
+            "federation": {
+                "socket": self.mxdeliv_socket,
+                # chatmail-mxsend: its LMTP socket and Postfix's hand-back socket in this
+                # relay's queue directory, Postfix's TLS policy table, the test CA's roots
+                "send_socket": self.root / "postfix" / "queue" / "chatmail" / "mxsend.sock",
+                "return_socket": self.root / "postfix" / "queue" / "public" / "mxreturn",
+                "tls_policy": self.root / "postfix" / "tls_policy",
+                "ca_file": ca.cert if ca else "",
+            },
         }
         # every port known now: /new names the IMAP and SMTP ones in its dclogin_url
         ports = Ports(
@@ -157,10 +165,13 @@ class LocalRelay:
             "/run/chatmail/metadata.sock": self.metadata_socket,
             "/var/spool/postfix/chatmail/milter.sock": Path(self.config.milter.socket),
             "/run/chatmail/mxdeliv.sock": self.mxdeliv_socket,
+            "/var/spool/postfix/chatmail/mxsend.sock": Path(self.config.federation.send_socket),
         }
         self.auth = self._service("chatmail-auth")
         self.metadata = self._service("chatmail-metadata")
         self.milter = self._service("chatmail-milter") if milter else None
+        # remote mail over HTTPS first (Postfix's default_transport when it names mxsend)
+        self.mxsend = self._service("chatmail-mxsend")
         self.web: WebFront | None = None
         # mail from other relays over HTTPS: nginx's /mxdeliv (with the web face only)
         self.mxdeliv = self._service("chatmail-mxdeliv") if web else None
@@ -221,6 +232,9 @@ class LocalRelay:
             group=self._user(unit_value(socket_unit, "Socket", "SocketGroup")),
             env=self._env(),
             cwd=self.root,
+            groups=tuple(
+                " ".join(service_unit.get("Service", {}).get("SupplementaryGroups", [])).split()
+            ),
         )
 
     def stop_milter(self) -> None:
@@ -276,6 +290,7 @@ class LocalRelay:
                 self.milter.start()
             if self.mxdeliv:
                 self.mxdeliv.start()
+            self.mxsend.start()
             self.dovecot.start()
             self.postfix.start()
             if self.web:
@@ -294,7 +309,7 @@ class LocalRelay:
             for future in [pool.submit(stop) for stop in stops]:
                 with contextlib.suppress(Exception):  # keep stopping the rest
                     future.result()
-        for service in (self.mxdeliv, self.milter, self.metadata, self.auth):
+        for service in (self.mxsend, self.mxdeliv, self.milter, self.metadata, self.auth):
             if service:
                 service.close()
 

@@ -1,0 +1,1 @@
+"""chatmail-mxsend: Postfix's transport for remote mail, HTTPS (`/mxdeliv`) first, SMTP after."""
