@@ -1,0 +1,84 @@
+"""The pure rules of chatmail-mxsend: MX order, recipient groups, TLS policy, the skip."""
+
+from __future__ import annotations
+
+import pytest
+from chatmail_services.mxsend import routing, tlspolicy
+from chatmail_services.mxsend.skip import SkipTable
+from chatmail_services.mxsend.tlspolicy import Tls
+from hypothesis import given
+from hypothesis import strategies as st
+
+host = st.from_regex(r"[a-z]{1,8}(\.[a-z]{1,8}){0,2}", fullmatch=True)
+
+
+@given(st.lists(st.tuples(st.integers(0, 65535), host), min_size=1, max_size=8))
+def test_mx_hosts_by_preference_ties_in_dns_order(records):
+    texts = [f"{pref} {name}." for pref, name in records]
+    order = sorted(range(len(records)), key=lambda i: (records[i][0], i))
+    assert routing.order_mx(texts) == [records[i][1] for i in order]
+
+
+def test_a_null_mx_is_no_route():
+    with pytest.raises(routing.NoRoute):
+        routing.order_mx(["0 ."])
+
+
+@given(st.lists(st.tuples(st.from_regex(r"[a-z]{1,5}", fullmatch=True), host), max_size=12))
+def test_recipients_are_grouped_by_domain_in_order(pairs):
+    rcpts = [f"{local}@{domain}" for local, domain in pairs]
+    groups = routing.group_by_domain(rcpts)
+    assert [r for group in groups.values() for r in group] == sorted(
+        rcpts, key=lambda r: list(groups).index(routing.domain_of(r))
+    )
+    assert all(routing.domain_of(r) == d for d, group in groups.items() for r in group)
+
+
+POLICY = """
+# exceptions
+classic.example   encrypt
+cleartext.example none
+pinned.example    fingerprint match=AA:BB
+.corp.example     may
+strict.example    secure match=nexthop
+"""
+
+
+@pytest.mark.parametrize(
+    ("domain", "tls"),
+    [
+        ("relay.example", Tls.VERIFY),
+        ("classic.example", Tls.UNVERIFIED),
+        ("CLASSIC.example", Tls.UNVERIFIED),
+        ("cleartext.example", Tls.NO_HTTPS),
+        ("pinned.example", Tls.NO_HTTPS),
+        ("mail.corp.example", Tls.UNVERIFIED),
+        ("corp.example", Tls.VERIFY),
+        ("strict.example", Tls.VERIFY),
+    ],
+)
+def test_tls_policy_exceptions_apply_to_https_as_to_smtp(domain, tls):
+    assert tlspolicy.tls_for(tlspolicy.parse_policy(POLICY), domain) is tls
+
+
+@given(st.text(max_size=300), host)
+def test_any_policy_text_gives_a_verdict(text, domain):
+    assert tlspolicy.tls_for(tlspolicy.parse_policy(text), domain) in set(Tls)
+
+
+def test_a_missing_policy_file_verifies_everything(tmp_path):
+    assert tlspolicy.load_policy(str(tmp_path / "none")) == {}
+
+
+def test_the_skip_lasts_its_seconds_by_the_clock():
+    now = [1000.0]
+    skips = SkipTable(1800, clock=lambda: now[0])
+    skips.skip("mx.example")
+    assert skips.skipped("mx.example") and not skips.skipped("other.example")
+    now[0] += 1799
+    assert skips.skipped("mx.example")
+    now[0] += 1
+    assert not skips.skipped("mx.example")
+    off = SkipTable(0)
+    off.skip("mx.example")
+    assert not off.skipped("mx.example")
