@@ -58,6 +58,7 @@ SERVICES = [
     "chatmail-metadata.service",
     "chatmail-web.service",
     "chatmail-mxdeliv.service",
+    "chatmail-mxsend.service",
     "chatmail-expire.service",
 ]
 COMMANDS = [
@@ -66,6 +67,7 @@ COMMANDS = [
     "chatmail-metadata",
     "chatmail-web",
     "chatmail-mxdeliv",
+    "chatmail-mxsend",
     "chatmail-expire",
     "chatmail-dns",
     "chatmail-setup",
@@ -77,6 +79,7 @@ STARTED_UNITS = [
     "chatmail-metadata.socket",
     "chatmail-web.socket",
     "chatmail-mxdeliv.socket",
+    "chatmail-mxsend.socket",
     "chatmail-expire.timer",
 ]
 WANTS = {".socket": "sockets.target.wants", ".timer": "timers.target.wants"}
@@ -228,6 +231,8 @@ def test_installed_files(pkg):
         "/usr/bin/chatmail-metadata",
         "/usr/bin/chatmail-web",
         "/usr/bin/chatmail-mxdeliv",
+        "/usr/bin/chatmail-mxsend",
+        "/usr/share/man/man8/chatmail-mxsend.8.gz",
         "/etc/chatmail/chatmail.ini",
         "/usr/lib/tmpfiles.d/chatmail-services.conf",
         "/usr/lib/sysctl.d/60-chatmail-services.conf",
@@ -255,13 +260,14 @@ def test_installed_files(pkg):
         f"{DIST}/chatmail_services/metadata/__init__.py",
         f"{DIST}/chatmail_services/web/__init__.py",
         f"{DIST}/chatmail_services/mxdeliv/__init__.py",
+        f"{DIST}/chatmail_services/mxsend/__init__.py",
         f"{DIST}/chatmail_services/templates/www/index.html",
         f"{DIST}/chatmail_services/templates/nginx/chatmail.conf",
     }
     assert expected <= files, sorted(expected - files)
     # every module of the repo's subpackages is installed (package_dir survived pybuild)
     folders = ("milter", "authsocket", "expire", "metadata", "dnszone", "relaysetup", "web")
-    for folder in (*folders, "mxdeliv", "status"):
+    for folder in (*folders, "mxdeliv", "mxsend", "status"):
         for module in (REPO / folder).glob("*.py"):
             assert f"{DIST}/chatmail_services/{folder}/{module.name}" in files
     # no top-level "milter" from us: python3-milter owns that name
