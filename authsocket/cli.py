@@ -19,10 +19,13 @@ from chatmail_services.cli import (
 )
 from chatmail_services.config import Config
 from chatmail_services.logsetup import setup_logging
+from chatmail_services.metrics import Registry
+from chatmail_services.textfile import config_publisher
 
 from . import accounts
 from .accounts import Settings, Status
 from .hashing import verify_password
+from .metrics import AuthMetrics
 from .session import Session
 
 EX_TEMPFAIL = 111  # checkpassword: temporary failure
@@ -32,7 +35,15 @@ def cmd_serve(config: Config, socket_path: str | None) -> int:
     setup_logging(config.chatmail.log_level, "chatmail.auth")
     log_config_warnings(config)
     settings = build_or_exit(accounts.settings_from_config, config)
-    return dictserver.serve(lambda: Session(settings), socket_path or config.auth.socket, "auth")
+    metrics = AuthMetrics(Registry()) if config.chatmail.metrics_dir else None
+    publisher = config_publisher(config, "chatmail-auth", metrics.registry) if metrics else None
+    try:
+        return dictserver.serve(
+            lambda: Session(settings, metrics=metrics), socket_path or config.auth.socket, "auth"
+        )
+    finally:
+        if publisher is not None:
+            publisher.stop()
 
 
 def _read_fd3() -> bytes:

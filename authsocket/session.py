@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +17,7 @@ from chatmail_services.dictserver import Deferred
 
 from . import accounts
 from .accounts import Result, Settings, Status
+from .metrics import AuthMetrics
 
 log = logging.getLogger("chatmail.auth")
 
@@ -50,6 +52,7 @@ class Session:
     settings: Settings
     name: str | None = None
     transactions: dictproto.Transactions = field(default_factory=dictproto.Transactions)
+    metrics: AuthMetrics | None = None  # None: no metrics ([chatmail] metrics_dir empty)
 
     def handle(self, line: str) -> str | Deferred | None:
         """Serve one line; return the reply, a `Deferred`, or None when no reply is due."""
@@ -78,16 +81,22 @@ class Session:
                 if parts is None:
                     return dictproto.fail("malformed passdb key")
                 password, user = parts
+                started = time.perf_counter()
                 result = accounts.lookup_passdb(settings, user, password, create=False)
                 if result.status is Status.CREATABLE:
                     return Deferred(
                         lambda: accounts.lookup_passdb(settings, user, password),
-                        self._created,
+                        lambda created: self._created(created, started),
                     )
                 log.debug("passdb %s: %s", user, result.status.value)
+                self._count(result, started)
                 return result_reply(result)
             if key.startswith(USERDB_PREFIX):
-                return result_reply(accounts.lookup_userdb(settings, key[len(USERDB_PREFIX) :]))
+                started = time.perf_counter()
+                result = accounts.lookup_userdb(settings, key[len(USERDB_PREFIX) :])
+                if self.metrics is not None:
+                    self.metrics.latency.observe(time.perf_counter() - started)
+                return result_reply(result)
             return dictproto.NOT_FOUND
         if self.name == LASTLOGIN_DICT:
             if key.startswith(LASTLOGIN_PREFIX):
@@ -96,8 +105,13 @@ class Session:
             return dictproto.NOT_FOUND
         return dictproto.fail(f"unknown dict {self.name!r}")
 
-    @staticmethod
-    def _created(result: Result) -> str:
+    def _count(self, result: Result, started: float) -> None:
+        if self.metrics is not None:
+            self.metrics.latency.observe(time.perf_counter() - started)
+            self.metrics.passdb_result(result)
+
+    def _created(self, result: Result, started: float) -> str:
+        self._count(result, started)
         if result.created:
             log.info("account created")
             log.debug("account created: %s", result.fields.get("home"))
@@ -140,4 +154,6 @@ class Session:
                     accounts.record_last_login(self.settings, user)
                 except OSError as exc:
                     return dictproto.commit_fail(tid, f"cannot record last login: {exc.strerror}")
+                if self.metrics is not None:
+                    self.metrics.logins.inc()
         return dictproto.ok()

@@ -131,8 +131,9 @@ class Counter(_Metric):
     def family(self) -> Family:
         with self._lock:
             items = sorted(self._values.items())
-        samples = tuple(Sample("_total", key, val) for key, val in items)
-        return Family(self.name, self.kind, self.help, samples)
+        samples = tuple(Sample("", key, val) for key, val in items)
+        # text format 0.0.4: HELP and TYPE name the sample, `_total` included
+        return Family(self.name + "_total", self.kind, self.help, samples)
 
 
 class Gauge(_Metric):

@@ -69,7 +69,7 @@ def test_rendered_counter_and_gauge_parse_with_promtool(name, help_text, label, 
     text = registry.render()
     result = check_metrics(text)
     assert parses(result), text + result.stdout + result.stderr
-    assert text.count(f"# TYPE {name} counter\n") == 1
+    assert text.count(f"# TYPE {name}_total counter\n") == 1
     assert len([ln for ln in text.splitlines() if ln.startswith(name + "_total{")]) == len(values)
 
 
@@ -99,7 +99,9 @@ def test_promtool_refuses_a_broken_file():
     """The check can fail: a sample line without a value does not parse."""
     assert not parses(check_metrics("# TYPE chatmail_x counter\nchatmail_x_total\n"))
     assert parses(
-        check_metrics("# HELP chatmail_x x\n# TYPE chatmail_x counter\nchatmail_x_total 1\n")
+        check_metrics(
+            "# HELP chatmail_x_total x\n# TYPE chatmail_x_total counter\nchatmail_x_total 1\n"
+        )
     )
 
 

@@ -1,0 +1,54 @@
+"""The milter's counters after real traffic through Postfix: each moved by what happened."""
+
+from __future__ import annotations
+
+import smtplib
+from pathlib import Path
+
+import pytest
+from harness.milterstack import ALICE, BOB, MilterStack
+from metrics.privacy import scan_directory
+from metrics.promtool import check_metrics
+from metrics.wait import moved, samples, wait_for
+
+pytestmark = pytest.mark.stack
+
+ACCEPTED = 'chatmail_milter_messages_total{outcome="accepted",code="250"}'
+REFUSED_523 = 'chatmail_milter_messages_total{outcome="encryption_needed",code="523"}'
+SIGNED = "chatmail_milter_dkim_signatures_total"
+
+
+@pytest.fixture(scope="module")
+def stack():
+    from harness import stack_dir
+
+    stack = MilterStack(stack_dir("chatmail-metrics-milter-"), dkim={"verify": "no"})
+    stack.milter.start()
+    with stack.dovecot, stack.postfix:
+        yield stack
+    stack.milter.close()
+
+
+def test_counters_move_by_what_happened(stack, build, gpg):
+    path = Path(stack.config.chatmail.metrics_dir) / "chatmail-milter.prom"
+    before = wait_for(path, lambda s: ACCEPTED in s)
+    assert before[ACCEPTED] == before[REFUSED_523] == before[SIGNED] == 0
+
+    encrypted = build.encrypted_message(gpg.encrypt("counted").replace("\n", "\r\n"), sender=ALICE)
+    stack.submit(ALICE, [BOB], encrypted)
+    with pytest.raises(smtplib.SMTPDataError):
+        stack.submit(ALICE, [BOB], build.plain_message(ALICE, BOB))
+    stack.delivered(BOB, 1)
+
+    want = {ACCEPTED: 1, REFUSED_523: 1, SIGNED: 1}
+    after = wait_for(path, lambda s: moved(before, s) == want)
+    assert moved(before, after) == want
+
+    # stopped, the milter writes once more: the same values, still a valid file
+    assert stack.milter.stop() == 0
+    assert samples(path) == after
+    text = path.read_text()
+    result = check_metrics(text)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert scan_directory(path.parent) == {path.name: []}
+    stack.milter.start()
