@@ -2,7 +2,7 @@
 self-signed certificate made by chatmail-setup's own code (valid, nearly expired, expired),
 accounts made by chatmail-auth's code, notifications queued by chatmail-metadata's queue,
 Postfix queue files. The checks that need systemd are left out here (`--skip`): the
-container test (tests/package/test_status_container.py) runs them under real systemd."""
+container tests (tests/package/test_systemd.py, test_status_*) run them under real systemd."""
 
 from __future__ import annotations
 
