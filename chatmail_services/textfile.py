@@ -2,8 +2,8 @@
 
 `Publisher` writes a registry's text every `interval` seconds from a background thread and
 once more when stopped; the services never write per message. A file that cannot be written
-is logged once (a warning, naming the path only) and tried again next time: metrics never
-stop a service.
+is logged once (a warning naming the path only; info when the directory does not exist, as
+without the node exporter) and tried again next time: metrics never stop a service.
 """
 
 from __future__ import annotations
@@ -61,7 +61,10 @@ class Publisher:
         try:
             write_atomically(self.path, self._render())
         except OSError as exc:
-            if not self._failing:
+            if not self._failing and not self.path.parent.is_dir():
+                # the node exporter is not installed: normal for a relay without monitoring
+                log.info("metrics: %s does not exist, no metrics written", self.path.parent)
+            elif not self._failing:
                 log.warning("metrics: cannot write %s: %s", self.path, exc.strerror or exc)
             self._failing = True
             return False

@@ -11,7 +11,9 @@ import sys
 import time
 
 from chatmail_services.cli import command_parser, load_or_exit, log_config_warnings
+from chatmail_services.config import Config
 from chatmail_services.logsetup import setup_logging
+from chatmail_services.textfile import textfile_path
 
 from . import report
 from .rules import Policy
@@ -33,7 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--verbose", action="store_true", help="print every action, with addresses")
     parser.add_argument(
-        "--textfile", metavar="PATH", help="write Prometheus metrics to PATH (atomically)"
+        "--textfile",
+        metavar="PATH",
+        help="write Prometheus metrics to PATH (atomically; default for a full run with "
+        "--remove: chatmail-expire.prom in [chatmail] metrics_dir)",
     )
     parser.add_argument(
         "--account",
@@ -75,12 +80,21 @@ def main(argv: list[str] | None = None) -> int:
         print(report.as_json(stats, seconds, dry_run))
     elif not args.quiet:
         print(report.summary_line(stats, seconds, dry_run))
-    if args.textfile:
+    textfile = args.textfile or default_textfile(config, args)
+    if textfile:
         try:
-            report.write_atomically(
-                args.textfile, report.prometheus_text(stats, seconds, dry_run, time.time())
-            )
+            report.write_textfile(textfile, stats, seconds, dry_run, time.time())
         except OSError as exc:
-            print(f"chatmail-expire: {args.textfile}: {exc.strerror or exc}", file=sys.stderr)
-            return 1
+            print(f"chatmail-expire: {textfile}: {exc.strerror or exc}", file=sys.stderr)
+            if args.textfile:
+                return 1
     return 1 if stats.errors else 0
+
+
+def default_textfile(config: Config, args: argparse.Namespace) -> str | None:
+    """`<[chatmail] metrics_dir>/chatmail-expire.prom` for a full run that removes (the timer's),
+    when that directory exists; a dry run or an `--account` run leaves the file alone."""
+    path = textfile_path(config.chatmail.metrics_dir, "chatmail-expire")
+    if path is None or not args.remove or args.account or not path.parent.is_dir():
+        return None
+    return str(path)

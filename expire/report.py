@@ -1,12 +1,15 @@
-"""The reaper's output: one summary line, a JSON object, a Prometheus textfile."""
+"""The reaper's output: one summary line, a JSON object, a Prometheus textfile (the shared
+renderer and writer of chatmail_services.metrics and .textfile, as every service)."""
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
+import re
 from dataclasses import asdict
 from pathlib import Path
+
+from chatmail_services.metrics import Registry
+from chatmail_services.textfile import write_atomically
 
 from .scan import Stats
 
@@ -30,8 +33,23 @@ def as_json(stats: Stats, seconds: float, dry_run: bool) -> str:
     return json.dumps({"dry_run": dry_run, "seconds": round(seconds, 3), **asdict(stats)})
 
 
-def prometheus_text(stats: Stats, seconds: float, dry_run: bool, finished: float) -> str:
-    """Gauges describing the last run, in the node exporter's textfile format."""
+LAST_SUCCESS = "chatmail_expire_last_success_timestamp_seconds"
+_LAST_SUCCESS_LINE = re.compile(rf"^{LAST_SUCCESS} ([0-9]+(?:\.[0-9]+)?(?:e[+-]?[0-9]+)?)$", re.M)
+
+
+def previous_success(text: str) -> float | None:
+    """The last success time a previous file recorded (None: none, or not a plain number)."""
+    match = _LAST_SUCCESS_LINE.search(text)
+    return float(match[1]) if match else None
+
+
+def prometheus_text(
+    stats: Stats, seconds: float, dry_run: bool, finished: float, last_success: float | None = None
+) -> str:
+    """Gauges describing the last run, in the node exporter's textfile format (the shared
+    renderer). A run without errors is a success at `finished`; otherwise `last_success`
+    (from the previous file) is kept, or left out when there was none."""
+    registry = Registry()
     gauges = [
         ("last_run_timestamp_seconds", "when the last run finished (UTC epoch)", finished),
         ("last_run_duration_seconds", "how long the last run took", round(seconds, 3)),
@@ -45,27 +63,26 @@ def prometheus_text(stats: Stats, seconds: float, dry_run: bool, finished: float
          stats.dirs_without_password),
         ("errors", "entries that could not be processed", stats.errors),
     ]  # fmt: skip
-    lines = []
     for name, help_text, value in gauges:
-        metric = f"chatmail_expire_{name}"
-        lines += [f"# HELP {metric} {help_text}", f"# TYPE {metric} gauge", f"{metric} {value}"]
-    metric = "chatmail_expire_messages_removed"
-    lines += [f"# HELP {metric} message files removed, by rule", f"# TYPE {metric} gauge"]
-    lines += [f'{metric}{{rule="{rule}"}} {n}' for rule, n in stats.messages_by_rule.items()]
-    return "\n".join(lines) + "\n"
+        registry.gauge(f"chatmail_expire_{name}", help_text).set(value)
+    by_rule = registry.gauge(
+        "chatmail_expire_messages_removed", "message files removed, by rule", ("rule",)
+    )
+    for rule, count in stats.messages_by_rule.items():
+        by_rule.set(count, rule)
+    success = finished if not stats.errors and not dry_run else last_success
+    if success is not None:
+        registry.gauge(
+            LAST_SUCCESS, "when the last run without errors that really removed finished"
+        ).set(success)
+    return registry.render()
 
 
-def write_atomically(path: str, text: str) -> None:
-    """Write `text` to `path` via a temporary file in the same directory and a rename."""
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+def write_textfile(path: str, stats: Stats, seconds: float, dry_run: bool, finished: float) -> None:
+    """Replace the metrics file at `path`, keeping the last success time of the one there."""
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        old = Path(path).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        old = ""
+    text = prometheus_text(stats, seconds, dry_run, finished, previous_success(old))
+    write_atomically(path, text)

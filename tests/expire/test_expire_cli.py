@@ -165,7 +165,9 @@ def write_config_at():
         (top / "mailboxes").mkdir()
         ini = top / "chatmail.ini"
         mailboxes = top / "mailboxes"
-        ini.write_text(f"[chatmail]\nmail_domain = chat.example\nmailboxes_dir = {mailboxes}\n")
+        ini.write_text(
+            f"[chatmail]\nmail_domain = chat.example\nmailboxes_dir = {mailboxes}\nmetrics_dir =\n"
+        )
         ini.chmod(0o644)
         return load_config(str(ini))
 
