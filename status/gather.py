@@ -169,16 +169,15 @@ def check_dns(config: Config, privileged: bool) -> Check:
 
 def check_units(privileged: bool) -> Check:
     """Every unit's state from systemd, with the last error line of each one not OK."""
-    units = [unit for unit, _kind in rules.UNITS]
     try:
-        props = systemd.show(units)
+        props = systemd.show(rules.SHOWN)
     except systemd.SystemdError as exc:
         return Check("units", State.DEGRADED, str(exc))
     check = rules.judge_units(props, {})
     if check.state is State.OK or not privileged:
         return check
     errors = {}
-    for unit, kind in rules.UNITS:
+    for unit, kind in rules.judged_units(props):
         if rules.unit_state(kind, props[unit])[0] > State.OK:
             errors[unit] = systemd.last_error(unit)
     return rules.judge_units(props, errors)

@@ -29,10 +29,11 @@ UNITS: tuple[tuple[str, str], ...] = (
     ("chatmail-web.service", ON_DEMAND),
     ("chatmail-mxdeliv.service", ON_DEMAND),
     ("chatmail-expire.timer", TIMER),
-    ("postfix@-.service", DAEMON),
     ("dovecot.service", DAEMON),
     ("nginx.service", DAEMON),
 )
+POSTFIX, POSTFIX_INSTANCE = "postfix.service", "postfix@-.service"
+SHOWN = (*(unit for unit, _kind in UNITS), POSTFIX, POSTFIX_INSTANCE)  # asked of systemctl
 REAPER_UNIT = "chatmail-expire.service"
 
 
@@ -54,13 +55,18 @@ def unit_state(kind: str, props: Mapping[str, str]) -> tuple[State, str]:
     return (State.BROKEN if kind == DAEMON else State.DEGRADED), stopped
 
 
-def judge_units(
-    props: Mapping[str, Mapping[str, str]],
-    errors: Mapping[str, str | None],
-    units: Sequence[tuple[str, str]] = UNITS,
-) -> Check:
-    """One check for all units: the worst state, each unit not OK named with its last error
-    line (`errors`, already redacted)."""
+def judged_units(props: Mapping[str, Mapping[str, str]]) -> tuple[tuple[str, str], ...]:
+    """UNITS and Postfix's unit that runs its master: on Debian 12 postfix.service is a
+    wrapper that has exited (RemainAfterExit=) and the master runs in postfix@-.service; on
+    Debian 13 postfix.service runs it."""
+    wrapper = props.get(POSTFIX, {}).get("SubState") == "exited"
+    return (*UNITS, (POSTFIX_INSTANCE if wrapper else POSTFIX, DAEMON))
+
+
+def judge_units(props: Mapping[str, Mapping[str, str]], errors: Mapping[str, str | None]) -> Check:
+    """One check for all units (`judged_units`): the worst state, each unit not OK named with
+    its last error line (`errors`, already redacted)."""
+    units = judged_units(props)
     states = {unit: unit_state(kind, props.get(unit, {})) for unit, kind in units}
     bad = [(unit, state, word) for unit, (state, word) in states.items() if state > State.OK]
     worst = max((state for _unit, state, _word in bad), default=State.OK)

@@ -43,13 +43,28 @@ def test_unit_states(kind, props, state):
 
 
 def _all(active: str = "active") -> dict[str, dict[str, str]]:
-    return {unit: _props(active) for unit, _kind in rules.UNITS}
+    return {unit: _props(active) for unit in rules.SHOWN}
 
 
 def test_all_units_up_is_ok():
     check = rules.judge_units(_all(), {})
     assert check.state is State.OK
-    assert check.text == f"{len(rules.UNITS)} units active or idle"
+    assert check.text == f"{len(rules.UNITS) + 1} units active or idle"
+
+
+def test_postfix_is_its_instance_where_postfix_service_is_a_wrapper():
+    debian12 = _all()
+    debian12["postfix.service"] = _props("active", SubState="exited")
+    debian12["postfix@-.service"] = _props("failed", Result="exit-code")
+    check = rules.judge_units(debian12, {})
+    assert check.state is State.BROKEN and check.text.startswith("postfix@-.service failed")
+    debian13 = _all()
+    debian13["postfix.service"] = _props("active", SubState="running")
+    debian13["postfix@-.service"] = _props("inactive")
+    assert rules.judge_units(debian13, {}).state is State.OK
+    debian13["postfix.service"] = _props("inactive", SubState="dead")
+    check = rules.judge_units(debian13, {})
+    assert check.state is State.BROKEN and check.text == "postfix.service stopped (inactive)"
 
 
 def test_a_stopped_socket_is_degraded_and_named_with_its_last_error():
