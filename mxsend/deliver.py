@@ -24,7 +24,14 @@ from chatmail_services.dnsquery import DnsTemporaryError
 
 from . import handback, https, wire
 from .lmtp import Transaction
-from .routing import NoRoute, domain_of, group_by_domain, host_addresses, mx_hosts
+from .routing import (
+    NoRoute,
+    domain_of,
+    group_by_domain,
+    host_addresses,
+    is_address_literal,
+    mx_hosts,
+)
 from .skip import SkipTable
 from .tlspolicy import Tls, load_policy, tls_for
 
@@ -89,7 +96,7 @@ class Sender:
         self, domain: str, mail_from: str, rcpts: Sequence[str], message: bytes
     ) -> tuple[str | None, list[str]]:
         """(a final reply for the domain's recipients, or None for SMTP; the hosts tried)."""
-        if not self.settings.https:
+        if not self.settings.https or is_address_literal(domain):
             return None, []
         if not all(wire.postable(a) for a in [*rcpts, *([mail_from] if mail_from else [])]):
             return None, []  # an address the HTTPS envelope cannot carry: SMTP has SMTPUTF8

@@ -25,6 +25,11 @@ def domain_of(address: str) -> str:
     return address.rpartition("@")[2].lower()
 
 
+def is_address_literal(domain: str) -> bool:
+    """`[192.0.2.1]`, `[IPv6:2001:db8::1]`: no name to look up or verify; SMTP's, not ours."""
+    return domain.startswith("[")
+
+
 def group_by_domain(rcpts: Iterable[str]) -> dict[str, list[str]]:
     """The recipients by domain, each domain's in their order, domains in first-seen order."""
     groups: dict[str, list[str]] = {}

@@ -22,8 +22,6 @@ from harness.net import free_port
 from harness.relay import STANDARD_PORTS, LocalRelay, Ports
 from harness.tls import TestCA
 
-from chatmail_services.mailconfig import MXSEND_TRANSPORT
-
 NAMESERVER = ("127.53.0.51", 53)
 HTTPS_ONLY = {"gamma.test": "127.0.0.51", "delta.test": "127.0.0.52"}
 WITH_SMTP = ("eps.test", "127.0.0.53")
@@ -63,7 +61,6 @@ def _relay(root: Path, domain: str, address: str, ca: TestCA, smtp: bool) -> Loc
             "dkim": {"dns_timeout": 2},
             "federation": {"https_skip": SKIP_SECONDS},
         },
-        postfix_settings={"default_transport": MXSEND_TRANSPORT},
     )
 
 

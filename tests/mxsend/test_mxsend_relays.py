@@ -156,3 +156,20 @@ def test_https_down_smtp_at_once_then_the_skip_holds(relays):
     )
     wait_until(lambda: stored(eps, rcpt["email"], message_id), timeout=30)
     assert any(BY_HTTPS in line for line in delivery_lines(gamma, message_id))
+
+
+def test_an_address_literal_goes_to_smtp(relays):
+    """someone@[127.0.0.53] has no DNS name to look up or verify: Postfix's SMTP delivers it
+    (eps.test refuses a literal at RCPT, so the sender gets gamma's bounce), not a 5xx of
+    mxsend for a domain that does not exist."""
+    gamma, eps = relays.gamma, relays.eps
+    sender = account(gamma)
+    literal = f"someone@[{eps.address}]"
+    message_id = new_message_id(gamma.domain)
+    send(gamma, sender, [literal], sample(ENCRYPTED, sender["email"], literal, message_id))
+    wait_until(
+        lambda: any("Relay access denied" in line for line in delivery_lines(gamma, message_id)),
+        timeout=30,
+    )
+    lines = delivery_lines(gamma, message_id)
+    assert any("postfix/mxsend" in line and HANDED_BACK in line for line in lines), lines
