@@ -61,8 +61,12 @@ class Sender:
     settings: Settings
     resolver: dns.resolver.Resolver
     skips: SkipTable
-    post: Callable[..., int] = https.post
+    post: Callable[..., int] | None = None  # https.Poster(ca_file).post by default
     hand_back: Callable[..., list[str]] = handback.hand_back
+
+    def __post_init__(self) -> None:
+        if self.post is None:
+            self.post = https.Poster(self.settings.ca_file).post
 
     def deliver(self, transaction: Transaction, message: bytes) -> list[str]:
         """The LMTP replies for the transaction's recipients, in order."""
@@ -114,7 +118,6 @@ class Sender:
         except DnsTemporaryError:
             log.info("MX look-up failed for %d recipient(s): later", len(rcpts))
             return DNS_FAILED, []
-        context = https.tls_context(self.settings.ca_file, tls)
         headers = wire.request_headers(mail_from, rcpts)
         body = wire.request_body(message)
         tried: list[str] = []
@@ -123,7 +126,7 @@ class Sender:
                 log.debug("%s: HTTPS skipped (SMTP worked recently)", host)
                 continue
             tried.append(host)
-            status = self._post_host(host, headers, body, context)
+            status = self._post_host(host, headers, body, tls)
             if status is None:
                 continue  # not reachable over HTTPS: the next host
             if 200 <= status < 300:
@@ -134,20 +137,23 @@ class Sender:
             break
         return None, tried
 
-    def _post_host(self, host: str, headers, body: bytes, context) -> int | None:
+    def _post_host(
+        self, host: str, headers: list[tuple[str, str]], body: bytes, tls: Tls
+    ) -> int | None:
         """The status of the first address of `host` that answers, or None."""
         try:
             addresses = host_addresses(self.resolver, host)
         except DnsTemporaryError:
             return None
         for address in addresses:
+            assert self.post is not None
             try:
                 return self.post(
                     host,
                     address,
                     headers,
                     body,
-                    context,
+                    tls,
                     port=self.settings.port,
                     timeout=self.settings.timeout,
                 )
