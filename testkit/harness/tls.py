@@ -8,6 +8,7 @@ certificate that the relays trust for outgoing TLS (`smtp_tls_CAfile`), so Postf
 from __future__ import annotations
 
 import subprocess
+import threading
 from pathlib import Path
 
 _EC_KEY = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
@@ -96,24 +97,33 @@ class TestCA:
             "keyUsage=critical,digitalSignature\n"
             "extendedKeyUsage=serverAuth\n"
         )
-        _openssl(
-            "x509",
-            "-req",
-            "-in",
-            str(request),
-            "-CA",
-            str(self.cert),
-            "-CAkey",
-            str(self.key),
-            "-CAcreateserial",
-            "-days",
-            "3650",
-            "-extfile",
-            str(extensions),
-            "-out",
-            str(cert),
-        )
+        with _SIGNING:  # relays are configured side by side: one writer of the serial file
+            _sign(request, self.cert, self.key, extensions, cert)
         request.unlink()
         extensions.unlink()
         key.chmod(0o640)
         return cert, key
+
+
+_SIGNING = threading.Lock()
+
+
+def _sign(request: Path, ca_cert: Path, ca_key: Path, extensions: Path, cert: Path) -> None:
+    """Sign the request with the CA (`-CAcreateserial` reads and writes the CA's serial file)."""
+    _openssl(
+        "x509",
+        "-req",
+        "-in",
+        str(request),
+        "-CA",
+        str(ca_cert),
+        "-CAkey",
+        str(ca_key),
+        "-CAcreateserial",
+        "-days",
+        "3650",
+        "-extfile",
+        str(extensions),
+        "-out",
+        str(cert),
+    )
