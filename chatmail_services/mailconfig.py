@@ -67,9 +67,9 @@ def server_admin(config: Config) -> str:
 
 
 def default_transport(config: Config) -> str:
-    """Postfix's transport for remote mail. Still `smtp` for every relay: chatmail-mxsend
-    (`MXSEND_TRANSPORT`, HTTPS first) is not the default yet."""
-    return "smtp"
+    """Postfix's transport for remote mail: chatmail-mxsend (HTTPS first, SMTP as the
+    fallback) when `[federation] https` is on, else plain `smtp`."""
+    return MXSEND_TRANSPORT if config.federation.https else "smtp"
 
 
 def postfix_values(config: Config) -> dict[str, object]:
