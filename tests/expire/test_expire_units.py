@@ -95,7 +95,8 @@ def test_service_settings():
                  "IOSchedulingClass=idle", "CPUSchedulingPolicy=batch", *BASELINE):  # fmt: skip
         assert line in service, line
     assert [ln for ln in service if ln.startswith("ReadWritePaths=")] == [
-        "ReadWritePaths=/var/lib/chatmail/mailboxes"
+        "ReadWritePaths=-/var/lib/prometheus/node-exporter",  # the metrics file
+        "ReadWritePaths=/var/lib/chatmail/mailboxes",
     ]
     # /run read-only as in every unit (ProtectSystem=strict leaves it writable otherwise)
     assert [ln for ln in service if ln.startswith("ReadOnlyPaths")] == ["ReadOnlyPaths=/run"]

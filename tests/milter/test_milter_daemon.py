@@ -324,7 +324,9 @@ def test_units_wiring_matches_postfix_template_and_sandbox():
         "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",
     ):
         assert line in service.splitlines(), line
-    assert "ReadWritePaths" not in service
+    # the only place written: the metrics file (tests/metrics/test_metrics_units.py)
+    writable = [ln for ln in service.splitlines() if ln.startswith("ReadWritePaths")]
+    assert writable == ["ReadWritePaths=-/var/lib/prometheus/node-exporter"]
     assert "non_smtpd_milters = unix:chatmail/milter.sock" in main_cf
     assert "{daemon_name}" in main_cf
 

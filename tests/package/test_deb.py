@@ -246,6 +246,7 @@ def test_installed_files(pkg):
         "/usr/bin/chatmail-status",
         "/usr/share/man/man8/chatmail-status.8.gz",
         "/usr/share/doc/chatmail-services/operations.md",
+        "/usr/share/chatmail-services/prometheus/chatmail-alerts.yml",
         "/etc/letsencrypt/renewal-hooks/deploy/chatmail-services",
         "/usr/share/doc/chatmail-services/setup.md",
         "/usr/share/man/man8/chatmail-web.8.gz",

@@ -38,7 +38,7 @@ def test_service_is_sandboxed_and_sees_no_mail():
     service = unit_config("chatmail-web.service")["Service"]
     assert service["ExecStart"] == "/usr/bin/chatmail-web serve"
     assert service["Type"] == "notify"
-    assert "ReadWritePaths" not in service
+    assert service["ReadWritePaths"] == "-/var/lib/prometheus/node-exporter"  # metrics only
     assert service["PrivateNetwork"] == "yes" and service["RestrictAddressFamilies"] == "AF_UNIX"
     text = (UNITS_DIR / "chatmail-web.service").read_text()
     assert "InaccessiblePaths=-/var/lib/chatmail/mailboxes -/etc/chatmail/dkim" in text
