@@ -173,3 +173,45 @@ def test_an_address_literal_goes_to_smtp(relays):
     )
     lines = delivery_lines(gamma, message_id)
     assert any("postfix/mxsend" in line and HANDED_BACK in line for line in lines), lines
+
+
+def test_a_tls_policy_of_none_means_no_https(relays):
+    """`delta.test none` in gamma's tls_policy (the table Postfix's SMTP reads): mxsend does
+    not post to delta (HTTPS has no cleartext) and hands the message to SMTP, which cannot
+    reach delta's closed port 25: it waits in gamma's queue."""
+    gamma, delta = relays.gamma, relays.delta
+    policy = Path(gamma.config.federation.tls_policy)
+    original = policy.read_text()
+    sender, rcpt = account(gamma), account(delta)
+    message_id = new_message_id(gamma.domain)
+    policy.write_text(original + f"{delta.domain} none\n")
+    try:
+        send(
+            gamma,
+            sender,
+            [rcpt["email"]],
+            sample(ENCRYPTED, sender["email"], rcpt["email"], message_id),
+        )
+        wait_until(
+            lambda: any("postfix/smtp[" in line for line in delivery_lines(gamma, message_id)),
+            timeout=30,
+        )
+    finally:
+        policy.write_text(original)
+    lines = delivery_lines(gamma, message_id)
+    assert any(HANDED_BACK in line for line in lines), lines
+    assert not any(BY_HTTPS in line for line in lines), lines
+    assert stored(delta, rcpt["email"], message_id) == []
+    for queue_id in gamma.postfix.queue_ids():
+        gamma.postfix.delete(queue_id)
+
+
+def test_no_service_log_line_contains_an_ip_address(relays):
+    """Run last (file order): after HTTPS deliveries, failures, hand-backs and bounces, our
+    services' logs at debug level name no address of the network."""
+    addresses = [relays.ns.address] + [relay.address for relay in relays.all]
+    for relay in relays.all:
+        logs = relay.service_logs()
+        assert "chatmail.mxsend" in logs
+        offending = [line for line in logs.splitlines() if any(a in line for a in addresses)]
+        assert offending == [], relay.domain

@@ -9,6 +9,9 @@ from chatmail_services.mxsend.tlspolicy import Tls
 from hypothesis import given
 from hypothesis import strategies as st
 
+from chatmail_services.config import parse_config
+from chatmail_services.mailconfig import MXSEND_TRANSPORT, postfix_values
+
 host = st.from_regex(r"[a-z]{1,8}(\.[a-z]{1,8}){0,2}", fullmatch=True)
 
 
@@ -82,3 +85,11 @@ def test_the_skip_lasts_its_seconds_by_the_clock():
     off = SkipTable(0)
     off.skip("mx.example")
     assert not off.skipped("mx.example")
+
+
+@pytest.mark.parametrize(("https", "transport"), [("yes", MXSEND_TRANSPORT), ("no", "smtp")])
+def test_https_switches_postfix_default_transport(https, transport):
+    config = parse_config(
+        f"[chatmail]\nmail_domain = chat.example\n[federation]\nhttps = {https}\n"
+    )
+    assert postfix_values(config)["default_transport"] == transport
