@@ -10,12 +10,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from chatmail_services.mxdeliv.data import CRLF, stuff
+from chatmail_services.mxdeliv.envelope import MAIL_FROM, MAIL_TO
 
 PATH = "/mxdeliv"
 PORT = 443
 TIMEOUT = 60.0  # seconds until the answer's header has arrived
-HEADER_FROM = "X-Mail-From"
-HEADER_TO = "X-Mail-To"
+# the field names in lower case, as the reference sends them (HTTP does not care)
+HEADER_FROM = MAIL_FROM
+HEADER_TO = MAIL_TO
 
 
 def request_headers(mail_from: str, rcpts: Sequence[str]) -> list[tuple[str, str]]:

@@ -49,6 +49,7 @@ def test_the_envelope_fields_round_trip_through_mxdeliv(mail_from, rcpts):
     fields = wire.request_headers(mail_from, rcpts)
     assert [v for n, v in fields if n == wire.HEADER_TO] == rcpts  # one field per recipient
     assert (wire.HEADER_FROM in dict(fields)) == bool(mail_from)  # absent for the null sender
+    assert {name for name, _ in fields} <= {"x-mail-from", "x-mail-to"}  # as the reference
     envelope = parse_envelope((name.lower(), value) for name, value in fields)
     assert envelope.mail_from == mail_from and list(envelope.rcpts) == rcpts
 
