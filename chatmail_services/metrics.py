@@ -12,7 +12,7 @@ import bisect
 import math
 import re
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 NAME_RE = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
@@ -207,6 +207,22 @@ class Histogram(_Metric):
         return Family(self.name, self.kind, self.help, tuple(samples))
 
 
+class Sampled(_Metric):
+    """A gauge or counter read from `read()` when rendered (a queue's length, a total kept
+    by its owner): nothing to do on the hot path at all."""
+
+    def __init__(self, name: str, help_text: str, kind: str, read: Callable[[], float]) -> None:
+        super().__init__(name, help_text, ())
+        if kind not in ("gauge", "counter"):
+            raise ValueError(f"{name}: a sampled metric is a gauge or a counter")
+        self.kind = kind
+        self._read = read
+
+    def family(self) -> Family:
+        name = self.name + "_total" if self.kind == "counter" else self.name
+        return Family(name, self.kind, self.help, (Sample("", (), float(self._read())),))
+
+
 class Registry:
     """The metrics of one process, in the order they were made."""
 
@@ -231,6 +247,11 @@ class Registry:
         self, name: str, help_text: str, buckets: Sequence[float] = DEFAULT_BUCKETS
     ) -> Histogram:
         return self._add(Histogram(name, help_text, buckets))  # type: ignore[return-value]
+
+    def sampled(
+        self, name: str, help_text: str, read: Callable[[], float], kind: str = "gauge"
+    ) -> Sampled:
+        return self._add(Sampled(name, help_text, kind, read))  # type: ignore[return-value]
 
     def families(self) -> list[Family]:
         with self._lock:

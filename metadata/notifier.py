@@ -19,9 +19,13 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from . import notifyqueue
 from .notifyqueue import Pending, Policy, Queue
+
+if TYPE_CHECKING:
+    from .metrics import MetadataMetrics
 
 log = logging.getLogger("chatmail.metadata")
 
@@ -57,8 +61,10 @@ class Notifier:
         post: Post,
         forget_token: Callable[[str, str], None],
         concurrency: int = 8,
+        metrics: MetadataMetrics | None = None,
     ) -> None:
         self.queue = queue
+        self.metrics = metrics
         self.policy = policy
         self.post = post
         self.forget_token = forget_token
@@ -129,6 +135,8 @@ class Notifier:
         status = self.post(item.token)
         now = time.time()
         outcome = notifyqueue.after_attempt(item, status, now, self.policy)
+        if self.metrics is not None:
+            self.metrics.attempt(outcome)
         if outcome == notifyqueue.DONE:
             log.debug("notified %s", item.address)
         elif outcome == notifyqueue.FORGET_TOKEN:

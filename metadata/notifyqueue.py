@@ -137,11 +137,18 @@ class Queue:
         self._key_locks = tuple(threading.Lock() for _ in range(64))  # one key's file
         self._slots: dict[str, _Slot] = {}
         self._dropped = 0
+        self.dropped_total = 0  # every drop since the start (metrics)
         self._next_report = 0.0
 
     def __len__(self) -> int:
         with self._lock:
             return len(self._slots)
+
+    def oldest_age(self, now: float) -> float:
+        """Seconds since the message of the longest-waiting notification (0: none waits)."""
+        with self._lock:
+            oldest = min((slot.pending.since for slot in self._slots.values()), default=now)
+        return max(0.0, now - oldest)
 
     def _key_lock(self, ident: str) -> threading.Lock:
         return self._key_locks[zlib.crc32(ident.encode("ascii")) % len(self._key_locks)]
@@ -184,6 +191,7 @@ class Queue:
                         continue
                     if len(self._slots) >= self.limit:
                         self._dropped += 1
+                        self.dropped_total += 1
                         report = self._due_report(now)
                     else:
                         self._slots[pending.id] = _Slot(pending)
@@ -276,6 +284,7 @@ class Queue:
                 pending = replace(pending, since=max(pending.since, found[pending.id].since))
             elif len(found) >= self.limit:
                 self._dropped += 1  # logged by the first report_dropped
+                self.dropped_total += 1
                 path.unlink(missing_ok=True)
                 continue
             if path.name != pending.id + SUFFIX:  # a second file for a token

@@ -25,6 +25,7 @@ from chatmail_services.config import Config
 from chatmail_services.dictserver import Deferred
 
 from . import appversions, keys, serverkeys, store, tokens
+from .metrics import MetadataMetrics
 from .serverkeys import Turn
 
 log = logging.getLogger("chatmail.metadata")
@@ -92,6 +93,7 @@ class Session:
     notify: Notify | None = None  # queue a notification per token of an account
     name: str | None = None
     transactions: dictproto.Transactions = field(default_factory=dictproto.Transactions)
+    metrics: MetadataMetrics | None = None  # None: no metrics ([chatmail] metrics_dir empty)
 
     def handle(self, line: str) -> str | Deferred | None:
         """Serve one line; return the reply, a `Deferred`, or None when no reply is due."""
@@ -152,13 +154,15 @@ class Session:
                 new_tokens.append(tokens.validate(change.value))
             except tokens.TokenError as exc:
                 log.info("device token refused: %s", exc)
+                if self.metrics is not None:
+                    self.metrics.tokens_refused.inc()
                 return dictproto.commit_fail(tid, str(exc))
         if not new_tokens:
             return dictproto.ok()
         home = account_home(self.settings, transaction.user)
         if home is None:
             return dictproto.commit_fail(tid, "no such account")
-        settings, user = self.settings, transaction.user
+        settings, user, metrics = self.settings, transaction.user, self.metrics
 
         def work() -> str:
             now = int(time.time())
@@ -174,6 +178,8 @@ class Session:
                 log.error("cannot store a device token: %s", exc.strerror)
                 return dictproto.commit_fail(tid, "cannot store the device token")
             log.info("device token stored (%d for the account)", len(stored))
+            if metrics is not None:
+                metrics.tokens_stored.inc(amount=len(new_tokens))
             log.debug("device token stored for %s", user)
             return dictproto.ok()
 

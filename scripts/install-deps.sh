@@ -43,6 +43,9 @@ DEB_PACKAGES=(
   dovecot-auth-lua lua-socket lua-cjson
   # the TURN server for calls (configured from chatmail_services/templates/coturn/; tests start their own)
   coturn
+  # metrics and alerts: promtool (prometheus) checks the metric files and tests the alerting
+  # rules; the node exporter reads the services' textfiles (tests run their own on loopback)
+  prometheus prometheus-node-exporter
 )
 
 # One dpkg-query for all of them: what is not "install ok installed" is missing.

@@ -157,3 +157,16 @@ def test_declared_labels_show_as_zero():
     registry = Registry()
     registry.counter("chatmail_x", "x", ("outcome",)).declare("accepted")
     assert 'chatmail_x_total{outcome="accepted"} 0\n' in registry.render()
+
+
+def test_sampled_metrics_are_read_when_rendered():
+    registry = Registry()
+    length = [3]
+    registry.sampled("chatmail_x_queue_length", "x", lambda: length[0])
+    registry.sampled("chatmail_x_dropped", "x", lambda: 7, kind="counter")
+    assert "chatmail_x_queue_length 3\n" in registry.render()
+    length[0] = 5
+    text = registry.render()
+    assert "chatmail_x_queue_length 5\n" in text
+    assert "# TYPE chatmail_x_dropped_total counter\nchatmail_x_dropped_total 7\n" in text
+    assert check_metrics(text).returncode == 0
