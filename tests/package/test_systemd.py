@@ -39,6 +39,7 @@ SERVICES = (
     "chatmail-metadata.service",
     "chatmail-web.service",
     "chatmail-mxdeliv.service",
+    "chatmail-mxsend.service",
     "chatmail-expire.service",
 )
 DOMAIN = "chat.example"
@@ -47,6 +48,7 @@ AUTH_SOCKET = "/run/chatmail/auth.sock"
 WEB_SOCKET = "/run/chatmail/web.sock"
 MXDELIV_SOCKET = "/run/chatmail/mxdeliv.sock"
 MILTER_SOCKET = "/var/spool/postfix/chatmail/milter.sock"
+MXSEND_SOCKET = "/var/spool/postfix/chatmail/mxsend.sock"
 TIMER_STAMP = "/var/lib/systemd/timers/stamp-chatmail-expire.timer"
 HELLO = "H3\t2\t0\t\tauth"
 CONFIG = f"""\
@@ -179,6 +181,7 @@ def test_sockets_and_timer_are_active_and_no_service_runs_yet(ct):
         "chatmail-metadata.socket",
         "chatmail-web.socket",
         "chatmail-mxdeliv.socket",
+        "chatmail-mxsend.socket",
         "chatmail-expire.timer",
     ):
         assert _active(ct, unit) == "active", unit
@@ -250,6 +253,31 @@ def test_mxdeliv_service_starts_on_the_first_request(ct):
     journal = _journal(ct, "chatmail-mxdeliv.service")
     assert answer.startswith(b"HTTP/1.1 405 "), answer + journal.encode()
     assert _active(ct, "chatmail-mxdeliv.service") == "active"
+
+
+def test_mxsend_service_starts_on_the_first_lmtp_connection(ct):
+    """Postfix's lmtp client connects as group postfix; the service greets in LMTP, offers
+    SIZE, and runs with group postdrop (for Postfix's public/mxreturn)."""
+    stat = ct.check(["stat", "-c", "%a %U %G", MXSEND_SOCKET]).split()
+    assert stat == ["660", "vmail", "postfix"]
+    with contextlib.closing(pysocket.socket(pysocket.AF_UNIX)) as sock:
+        sock.settimeout(30)
+        sock.connect(str(ct.path(MXSEND_SOCKET)))
+        reader = sock.makefile("rb")
+        greeting = reader.readline()
+        sock.sendall(b"LHLO pkgtest\r\n")
+        lines = [reader.readline()]
+        while lines[-1][3:4] == b"-":
+            lines.append(reader.readline())
+        sock.sendall(b"QUIT\r\n")
+    journal = _journal(ct, "chatmail-mxsend.service")
+    assert greeting.startswith(b"220 ") and b"LMTP" in greeting, greeting + journal.encode()
+    assert any(line.startswith(b"250-SIZE ") for line in lines), lines
+    assert _active(ct, "chatmail-mxsend.service") == "active"
+    pid = _show(ct, "chatmail-mxsend.service", "MainPID")
+    groups = ct.check(["sh", "-c", f"grep ^Groups: /proc/{pid}/status"]).split()[1:]
+    postdrop = ct.check(["getent", "group", "postdrop"]).split(":")[2]
+    assert postdrop in groups, groups
 
 
 def test_expire_service_runs_as_the_timer_would_start_it(ct):
@@ -393,6 +421,7 @@ def _probe(ct: Container, service: str) -> set[str]:
         ("chatmail-metadata.service", {MAILBOXES}),  # and its notify-queue (not probed)
         ("chatmail-web.service", set()),
         ("chatmail-mxdeliv.service", set()),
+        ("chatmail-mxsend.service", set()),
         ("chatmail-expire.service", {MAILBOXES}),
     ],
 )
@@ -566,6 +595,7 @@ def test_installed_together_with_the_mail_stack_every_socket_listens(ct_at_once)
         "chatmail-metadata.socket",
         "chatmail-web.socket",
         "chatmail-mxdeliv.socket",
+        "chatmail-mxsend.socket",
         "chatmail-expire.timer",
     ):
         assert _active(ct, unit) == "active", unit + _journal(ct, unit)
