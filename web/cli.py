@@ -12,7 +12,10 @@ from chatmail_services.activation import inherited_sockets, notify_ready
 from chatmail_services.cli import command_parser, load_or_exit, log_config_warnings
 from chatmail_services.config import Config
 from chatmail_services.logsetup import setup_logging
+from chatmail_services.metrics import Registry
+from chatmail_services.textfile import config_publisher
 
+from .metrics import WebMetrics
 from .newaccount import NewAccounts, settings_from_config
 from .ratewindow import RateWindow
 from .server import WebServer
@@ -36,14 +39,20 @@ def cmd_serve(config: Config, socket_path: str) -> int:
     app = NewAccounts(
         settings_from_config(config), RateWindow(config.web.new_per_window, config.web.new_window)
     )
-    server = WebServer(app, listeners)
+    metrics = WebMetrics(Registry()) if config.chatmail.metrics_dir else None
+    server = WebServer(app, listeners, metrics)
+    publisher = config_publisher(config, "chatmail-web", metrics.registry) if metrics else None
 
     async def run() -> None:
         server.install_signal_handlers()
         notify_ready()
         await server.serve()
 
-    asyncio.run(run())
+    try:
+        asyncio.run(run())
+    finally:
+        if publisher is not None:
+            publisher.stop()
     return 0
 
 

@@ -15,6 +15,7 @@ import socket
 import time
 
 from .http import MAX_HEAD, HttpError, Request, Response, error_response, parse_head
+from .metrics import WebMetrics
 from .newaccount import NewAccounts
 
 REQUEST_TIMEOUT = 10.0
@@ -48,8 +49,11 @@ async def read_request(reader: asyncio.StreamReader) -> Request:
 class WebServer:
     """Serves `NewAccounts` on listening sockets until `stop()`."""
 
-    def __init__(self, app: NewAccounts, listeners: list[socket.socket]) -> None:
+    def __init__(
+        self, app: NewAccounts, listeners: list[socket.socket], metrics: WebMetrics | None = None
+    ) -> None:
         self.app = app
+        self.metrics = metrics
         self.listeners = listeners
         self.active = 0
         self.tasks: set[asyncio.Task] = set()
@@ -89,11 +93,13 @@ class WebServer:
         sent = False
         try:
             if self.active > MAX_CONNECTIONS:
-                sent = await self._send(writer, error_response(HttpError(503, "busy, try again")))
-                return
-            response, head_only = await self._answer(reader)
+                response, head_only = error_response(HttpError(503, "busy, try again")), False
+            else:
+                response, head_only = await self._answer(reader)
             if response is not None:
                 sent = await self._send(writer, response, head_only)
+                if sent and self.metrics is not None:
+                    self.metrics.response(response.status)
         finally:
             self.active -= 1
             self.tasks.discard(task)
