@@ -10,8 +10,11 @@ from chatmail_services.activation import inherited_sockets, notify_ready
 from chatmail_services.cli import command_parser, load_or_exit, log_config_warnings
 from chatmail_services.config import Config
 from chatmail_services.logsetup import setup_logging
+from chatmail_services.metrics import Registry
+from chatmail_services.textfile import config_publisher
 
 from .app import settings_from_config
+from .metrics import MxdelivMetrics
 from .server import MxdelivServer
 
 
@@ -28,14 +31,20 @@ def cmd_serve(config: Config, socket_path: str) -> int:
             log.error("cannot listen on %s: %s", socket_path, exc.strerror)
             return 1
         log.info("listening on %s", socket_path)
-    server = MxdelivServer(settings_from_config(config), listeners)
+    metrics = MxdelivMetrics(Registry()) if config.chatmail.metrics_dir else None
+    server = MxdelivServer(settings_from_config(config), listeners, metrics)
+    publisher = config_publisher(config, "chatmail-mxdeliv", metrics.registry) if metrics else None
 
     async def run() -> None:
         server.install_signal_handlers()
         notify_ready()
         await server.serve()
 
-    asyncio.run(run())
+    try:
+        asyncio.run(run())
+    finally:
+        if publisher is not None:
+            publisher.stop()
     return 0
 
 

@@ -21,6 +21,7 @@ from . import app
 from .app import Settings
 from .envelope import Envelope
 from .handoff import hand_over
+from .metrics import MxdelivMetrics
 from .replies import BAD_REQUEST, BUSY, TEMPORARY, TIMEOUT, Reply, refused
 
 MAX_HEAD = 64 * 1024
@@ -55,8 +56,14 @@ async def read_request(reader: asyncio.StreamReader, max_body: int) -> tuple[Req
 class MxdelivServer:
     """Serves `POST /mxdeliv` on listening sockets until `stop()`."""
 
-    def __init__(self, settings: Settings, listeners: list[socket.socket]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        listeners: list[socket.socket],
+        metrics: MxdelivMetrics | None = None,
+    ) -> None:
         self.settings = settings
+        self.metrics = metrics
         self.listeners = listeners
         self.active = 0
         self.tasks: set[asyncio.Task] = set()
@@ -101,11 +108,13 @@ class MxdelivServer:
         sent = False
         try:
             if self.active > MAX_CONNECTIONS:
-                sent = await self._send(writer, refused(BUSY))
-                return
-            response = await self._answer(reader)
+                response: Response | None = refused(BUSY)
+            else:
+                response = await self._answer(reader)
             if response is not None:
                 sent = await self._send(writer, response)
+                if sent and self.metrics is not None:
+                    self.metrics.response(response)
         finally:
             self.active -= 1
             self.tasks.discard(task)
