@@ -27,12 +27,12 @@ def files(network) -> tuple[Path, Path]:
     return directory / "chatmail-mxdeliv.prom", directory / "chatmail-milter.prom"
 
 
-def after_a_get(network, rcpts: list[str], path: Path)  # noqa: F811 -> dict[str, float]:
+def after_a_get(network, accounts: list[str], path: Path) -> dict[str, float]:
     """The samples once a GET (405) has been counted: the service runs (socket-activated, it
     starts with its first request) and its file is current."""
     key = f'{REQUESTS}{{outcome="method_not_allowed"}}'
     start = samples(path).get(key, 0)
-    assert post(network.relay, b"", rcpts[:1], f"alice@{SENDER}", method="GET")[0] == 405
+    assert post(network.relay, b"", accounts[:1], f"alice@{SENDER}", method="GET")[0] == 405
     return wait_for(path, lambda s: s.get(key, 0) == start + 1)
 
 
