@@ -34,7 +34,10 @@ def serve_connection(conn: socket.socket, sender: Sender, name: str, max_size: i
 
 
 def serve(listener: socket.socket, sender: Sender, name: str, max_size: int) -> None:
-    """Accept connections until SIGTERM or SIGINT; running sessions end on their own."""
+    """Accept connections until SIGTERM or SIGINT. Sessions still running end with the
+    process: Postfix sees the connection lost and keeps the message for a later try (a message
+    whose HTTPS delivery was done but not yet answered may then arrive twice; Delta Chat drops
+    the duplicate by its Message-ID)."""
     slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
     stopping = threading.Event()
 
