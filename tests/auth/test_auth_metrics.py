@@ -109,3 +109,27 @@ def test_every_refusal_text_has_its_label():
         if 'return "' in line
     ]
     assert texts and all(text in REASONS for text in texts), texts
+
+
+def test_the_collector_counts_dovecots_imap_sessions(stack):
+    """chatmail-metrics-collect asks the real Dovecot (doveadm who): one open session, then none."""
+    import subprocess
+    import sys
+
+    from metrics.promtool import parse_samples
+
+    config, dovecot, _auth = stack
+    exe = str(Path(sys.executable).parent / "chatmail-metrics-collect")
+    command = [exe, "--config", config.path, "--print", "--dovecot-config", str(dovecot.conf)]
+
+    def sessions() -> float:
+        out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+        return parse_samples(out)["chatmail_dovecot_imap_sessions"]
+
+    assert sessions() == 0
+    imap = imaplib.IMAP4_SSL(
+        "127.0.0.1", dovecot.imaps_port, ssl_context=ssl._create_unverified_context(), timeout=30
+    )
+    imap.login(NEW, PASSWORD)
+    assert sessions() == 1
+    imap.logout()
