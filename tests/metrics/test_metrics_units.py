@@ -10,7 +10,7 @@ import pytest
 from chatmail_services.config import ChatmailSection, default
 
 UNITS = Path(__file__).resolve().parents[2] / "systemd-units"
-PUBLISHERS = ["auth", "milter", "metadata", "web", "mxdeliv", "expire"]
+PUBLISHERS = ["auth", "milter", "metadata", "web", "mxdeliv", "expire", "metrics-collect"]
 
 
 @pytest.mark.parametrize("name", PUBLISHERS)
