@@ -175,6 +175,23 @@ def test_an_address_literal_goes_to_smtp(relays):
     assert any("postfix/mxsend" in line and HANDED_BACK in line for line in lines), lines
 
 
+def test_each_recipient_gets_its_own_outcome_in_one_transaction(relays):
+    """One message to a delta.test user (HTTPS) and to an address literal (SMTP): Postfix's
+    LMTP client gets one reply per recipient, each logged with its own status."""
+    gamma, delta, eps = relays.gamma, relays.delta, relays.eps
+    sender, rcpt = account(gamma), account(delta)
+    literal = f"someone@[{eps.address}]"
+    message_id = new_message_id(gamma.domain)
+    message = sample(ENCRYPTED, sender["email"], rcpt["email"], message_id)
+    send(gamma, sender, [rcpt["email"], literal], message)
+    wait_until(lambda: stored(delta, rcpt["email"], message_id), timeout=30)
+    (first,) = queue_ids_of(gamma, message_id)[:1]
+    lines = [line for line in delivery_lines(gamma, message_id) if f" {first}: to=" in line]
+    by_rcpt = {line.split(" to=<", 1)[1].split(">", 1)[0]: line for line in lines}
+    assert BY_HTTPS in by_rcpt[rcpt["email"]], lines
+    assert HANDED_BACK in by_rcpt[literal], lines
+
+
 def test_a_tls_policy_of_none_means_no_https(relays):
     """`delta.test none` in gamma's tls_policy (the table Postfix's SMTP reads): mxsend does
     not post to delta (HTTPS has no cleartext) and hands the message to SMTP, which cannot
