@@ -11,7 +11,9 @@ from pathlib import Path
 from harness import REPO, VENV_BIN
 
 UNITS = REPO / "systemd-units"
-_OUR_BINARY = re.compile(r"/usr/bin/(chatmail-(?:auth|milter|expire|metadata|web|mxdeliv|mxsend))\b")
+_OUR_BINARY = re.compile(
+    r"/usr/bin/(chatmail-(?:auth|milter|expire|metadata|web|mxdeliv|mxsend))\b"
+)
 
 
 def companions(unit: str) -> list[str]:
