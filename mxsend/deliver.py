@@ -1,11 +1,13 @@
 """One message from Postfix: HTTPS to each recipient domain first, the rest back to SMTP.
 
-Per domain: its hosts (MX by preference, else the domain), each not skipped tried over HTTPS
-at each of its addresses; a 2xx delivers the domain's recipients. A host that answers with any
-other status ends the HTTPS attempt (the receiving relay spoke: SMTP gets the mail, where each
-recipient gets its own answer); a host that cannot be reached moves on to the next. Whatever
-HTTPS did not deliver goes back to Postfix for SMTP at once (`handback`), and the hosts tried
-are skipped for HTTPS for `[federation] https_skip` seconds once Postfix took it.
+Per domain: its best host (the first MX by preference, else the domain), unless skipped, is
+tried over HTTPS at each of its addresses; a 2xx delivers the domain's recipients. Any other
+outcome (another status, no connection within `wire.CONNECT_TIMEOUT`, a TLS error, no answer
+within `wire.TIMEOUT`) is SMTP's turn, as with the reference relay: Postfix then walks the MX
+hosts itself. So a classic mail server whose port 443 drops packets costs one connect timeout,
+once per `[federation] https_skip`. Whatever HTTPS did not deliver goes back to Postfix for
+SMTP at once (`handback`), and the host tried is skipped for HTTPS for `[federation]
+https_skip` seconds once Postfix took it.
 
 Returns one LMTP reply per recipient: 250 delivered or handed to SMTP, 550 for a domain that
 takes no mail (null MX, no such domain), 451 for a DNS failure or a hand-back that failed:
@@ -118,24 +120,19 @@ class Sender:
         except DnsTemporaryError:
             log.info("MX look-up failed for %d recipient(s): later", len(rcpts))
             return DNS_FAILED, []
+        host = hosts[0]  # the best MX only: its failure is SMTP's turn, as with the reference
+        if self.skips.skipped(host):
+            log.debug("%s: HTTPS skipped (SMTP worked recently)", host)
+            return None, []
         headers = wire.request_headers(mail_from, rcpts)
-        body = wire.request_body(message)
-        tried: list[str] = []
-        for host in hosts:
-            if self.skips.skipped(host):
-                log.debug("%s: HTTPS skipped (SMTP worked recently)", host)
-                continue
-            tried.append(host)
-            status = self._post_host(host, headers, body, tls)
-            if status is None:
-                continue  # not reachable over HTTPS: the next host
-            if 200 <= status < 300:
-                log.info("delivered to %d recipient(s) over HTTPS", len(rcpts))
-                log.debug("delivered to %s over HTTPS at %s", ", ".join(rcpts), host)
-                return DELIVERED, tried
+        status = self._post_host(host, headers, wire.request_body(message), tls)
+        if status is not None and 200 <= status < 300:
+            log.info("delivered to %d recipient(s) over HTTPS", len(rcpts))
+            log.debug("delivered to %s over HTTPS at %s", ", ".join(rcpts), host)
+            return DELIVERED, [host]
+        if status is not None:
             log.info("HTTPS answered %d: SMTP instead", status)
-            break
-        return None, tried
+        return None, [host]
 
     def _post_host(
         self, host: str, headers: list[tuple[str, str]], body: bytes, tls: Tls

@@ -1,4 +1,5 @@
-"""`POST /mxdeliv` to a host: TLS with SNI, verified as `tlspolicy` says, 60 s timeout.
+"""`POST /mxdeliv` to a host: TLS with SNI, verified as `tlspolicy` says, 60 s timeout (10 s
+to connect).
 
 The connection goes to an address found through our resolver (not the system's), while the
 TLS server name, the certificate check and the `Host` field name the host. `Poster.post`
@@ -44,9 +45,10 @@ def connect(
 ) -> http.client.HTTPConnection:
     """A new TLS connection to `address` for `host` (SNI, certificate checked for `host`)."""
     try:
-        raw = socket.create_connection((address, port), timeout=timeout)
+        raw = socket.create_connection((address, port), timeout=min(timeout, wire.CONNECT_TIMEOUT))
     except OSError as exc:
         raise PostFailed(f"connect: {type(exc).__name__}") from None
+    raw.settimeout(timeout)
     try:
         tls = context.wrap_socket(raw, server_hostname=host)
     except (OSError, ssl.SSLError) as exc:

@@ -15,6 +15,7 @@ from chatmail_services.mxdeliv.envelope import MAIL_FROM, MAIL_TO
 PATH = "/mxdeliv"
 PORT = 443
 TIMEOUT = 60.0  # seconds until the answer's header has arrived
+CONNECT_TIMEOUT = 10.0  # seconds for the TCP connection (a port 443 that drops packets)
 # the field names in lower case, as the reference sends them (HTTP does not care)
 HEADER_FROM = MAIL_FROM
 HEADER_TO = MAIL_TO

@@ -93,3 +93,93 @@ def test_https_switches_postfix_default_transport(https, transport):
         f"[chatmail]\nmail_domain = chat.example\n[federation]\nhttps = {https}\n"
     )
     assert postfix_values(config)["default_transport"] == transport
+
+
+# -- the best MX only: a host that cannot be reached is SMTP's turn, not the next MX's --
+
+
+def _sender(monkeypatch, tmp_path, outcome):
+    """A Sender for `relay.example` (MX mx1, mx2) whose POSTs give `outcome` (a status, or
+    PostFailed), recording the hosts posted to and what was handed back to SMTP."""
+    from chatmail_services.mxsend import deliver, https
+
+    monkeypatch.setattr(
+        deliver, "mx_hosts", lambda resolver, domain: ["mx1.example", "mx2.example"]
+    )
+    monkeypatch.setattr(deliver, "host_addresses", lambda resolver, host: ["192.0.2.1"])
+    posted: list[str] = []
+    returned: list[list[str]] = []
+
+    def post(host, address, headers, body, tls, *, port, timeout):
+        posted.append(host)
+        if outcome is https.PostFailed:
+            raise https.PostFailed("connect: TimeoutError")
+        return outcome
+
+    def hand_back(socket, mail_from, rcpts, message, smtputf8):
+        returned.append(list(rcpts))
+        return ["250 2.0.0 Ok: queued"] * len(rcpts)
+
+    settings = deliver.Settings(
+        https=True, return_socket="unused", ca_file="", tls_policy=str(tmp_path / "none")
+    )
+    skips = SkipTable(1800, clock=lambda: 0.0)
+    sender = deliver.Sender(settings, None, skips, post=post, hand_back=hand_back)
+    return sender, posted, returned, skips
+
+
+@pytest.mark.parametrize("outcome", ["PostFailed", 500, 400])
+def test_an_unreachable_or_refusing_best_mx_goes_to_smtp_without_trying_the_next(
+    monkeypatch, tmp_path, outcome
+):
+    from chatmail_services.mxsend import https
+    from chatmail_services.mxsend.lmtp import Transaction
+
+    outcome = https.PostFailed if outcome == "PostFailed" else outcome
+    sender, posted, returned, skips = _sender(monkeypatch, tmp_path, outcome)
+    replies = sender.deliver(Transaction("a@here.example", (), ["b@relay.example"]), b"x\r\n")
+    assert posted == ["mx1.example"]
+    assert returned == [["b@relay.example"]] and replies == ["250 2.0.0 Ok: queued"]
+    # the next message skips HTTPS to that host and goes to SMTP at once
+    sender.deliver(Transaction("a@here.example", (), ["c@relay.example"]), b"x\r\n")
+    assert posted == ["mx1.example"] and skips.skipped("mx1.example")
+
+
+def test_a_2xx_from_the_best_mx_delivers(monkeypatch, tmp_path):
+    from chatmail_services.mxsend.deliver import DELIVERED
+    from chatmail_services.mxsend.lmtp import Transaction
+
+    sender, posted, returned, _ = _sender(monkeypatch, tmp_path, 200)
+    replies = sender.deliver(Transaction("", (), ["b@relay.example"]), b"x\r\n")
+    assert posted == ["mx1.example"] and returned == [] and replies == [DELIVERED]
+
+
+def test_connecting_waits_at_most_the_connect_timeout(monkeypatch):
+    """A port 443 that drops packets costs CONNECT_TIMEOUT, not the request's 60 s: a loopback
+    listener whose backlog is full drops the SYN as such a firewall does."""
+    import socket
+    import ssl
+    import time
+
+    from chatmail_services.mxsend import https, wire
+
+    monkeypatch.setattr(wire, "CONNECT_TIMEOUT", 0.5)
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        fillers = []
+        try:
+            for _ in range(4):  # fill the accept queue (its length is backlog + 1)
+                filler = socket.socket()
+                filler.setblocking(False)
+                filler.connect_ex(("127.0.0.1", port))
+                fillers.append(filler)
+            time.sleep(0.2)
+            started = time.monotonic()
+            with pytest.raises(https.PostFailed, match="connect"):
+                https.connect("h.example", "127.0.0.1", port, ssl.create_default_context(), 60)
+            assert time.monotonic() - started < 5
+        finally:
+            for filler in fillers:
+                filler.close()
