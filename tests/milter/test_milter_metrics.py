@@ -52,3 +52,49 @@ def test_counters_move_by_what_happened(stack, build, gpg):
     assert result.returncode == 0, result.stdout + result.stderr
     assert scan_directory(path.parent) == {path.name: []}
     stack.milter.start()
+
+
+def test_the_collector_counts_postfixs_queues(stack, build):
+    """chatmail-metrics-collect reads the real queue: a message Postfix cannot hand to Dovecot
+    (stopped) waits in `deferred`, and leaves it when delivered."""
+    import subprocess
+    import sys
+    import time
+
+    from harness.milterstack import CAROL
+    from metrics.promtool import parse_samples
+
+    exe = str(Path(sys.executable).parent / "chatmail-metrics-collect")
+    command = [
+        exe,
+        "--config",
+        stack.config.path,
+        "--print",
+        "--queue-dir",
+        str(stack.postfix.queue),
+    ]
+
+    def queues() -> dict[str, float]:
+        out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+        samples = parse_samples(out)
+        assert samples['chatmail_collect_success{source="postfix"}'] == 1
+        return {k.split('"')[1]: v for k, v in samples.items() if "queue_messages" in k}
+
+    assert set(queues().values()) == {0}
+    before = stack.count(CAROL)
+    stack.dovecot.stop()
+    try:
+        stack.deliver(f"dave@{CAROL.split('@')[1]}", [CAROL], build.plain_message(BOB, CAROL))
+        deadline = time.monotonic() + 30
+        while queues()["deferred"] != 1:
+            assert time.monotonic() < deadline, queues()
+            time.sleep(0.2)
+        assert sum(queues().values()) == 1
+    finally:
+        stack.dovecot.start()
+    stack.postfix.flush()
+    stack.delivered(CAROL, before + 1)
+    deadline = time.monotonic() + 30
+    while sum(queues().values()) != 0:
+        assert time.monotonic() < deadline, queues()
+        time.sleep(0.2)
