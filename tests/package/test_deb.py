@@ -72,6 +72,7 @@ COMMANDS = [
     "chatmail-dns",
     "chatmail-setup",
     "chatmail-status",
+    "chatmail-metrics-collect",
 ]
 STARTED_UNITS = [
     "chatmail-auth.socket",

@@ -24,6 +24,7 @@ PAGES = [
     "chatmail-dns.8",
     "chatmail-setup.8",
     "chatmail-status.8",
+    "chatmail-metrics-collect.8",
     "chatmail.ini.5",
 ]
 COMMANDS = [
@@ -37,9 +38,16 @@ COMMANDS = [
     "chatmail-dns",
     "chatmail-setup",
     "chatmail-status",
+    "chatmail-metrics-collect",
 ]
 # Commands that take options only, no subcommands.
-WITHOUT_SUBCOMMANDS = {"chatmail-expire", "chatmail-dns", "chatmail-setup", "chatmail-status"}
+WITHOUT_SUBCOMMANDS = {
+    "chatmail-expire",
+    "chatmail-dns",
+    "chatmail-setup",
+    "chatmail-status",
+    "chatmail-metrics-collect",
+}
 
 
 def _render(page: Path) -> subprocess.CompletedProcess[str]:
