@@ -33,6 +33,7 @@ RELEASES = {"bookworm": "12.", "trixie": "13."}
 # also serves tests/package/test_trixie_relay.py: lintian, and pytest for Python 3.13)
 RELEASE_EXTRAS = {"trixie": ("lintian", "python3-pytest", "python3-hypothesis")}
 MAIL_STACK = ("postfix", "dovecot-imapd", "dovecot-lmtpd", "nginx")
+NODE_EXPORTER = "prometheus-node-exporter"  # the metrics test (Suggests of the package)
 SERVICES = (
     "chatmail-auth.service",
     "chatmail-milter.service",
@@ -86,7 +87,7 @@ def package_depends() -> tuple[str, ...]:
 def root_spec(release: str = "bookworm") -> RootSpec:
     """The cached root of the package tests on `release`: what the package (Depends and
     Recommends) and the mail stack need, ready for an offline `apt-get install`."""
-    download = {*package_depends(), *package_relations("Recommends"), *MAIL_STACK}
+    download = {*package_depends(), *package_relations("Recommends"), *MAIL_STACK, NODE_EXPORTER}
     return RootSpec(
         release, download=tuple(sorted(download | set(RELEASE_EXTRAS.get(release, ()))))
     )
@@ -481,6 +482,78 @@ def _connected(path: Path):
     if path.name == "auth.sock":
         sock.sendall((HELLO + "\n").encode())
     return sock
+
+
+# -- metrics through the node exporter (docs/operations.md) --
+
+SCRAPE = "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:9100/metrics').read().decode())"
+
+
+def _scraped(ct: Container) -> dict[str, float]:
+    """chatmail's samples on the node exporter's /metrics, fetched over the container's loopback."""
+    text = ct.check(["python3", "-c", SCRAPE])
+    return {
+        key: float(value)
+        for key, _, value in (line.rpartition(" ") for line in text.splitlines())
+        if key.startswith("chatmail_")
+    }
+
+
+def test_the_node_exporter_shows_chatmail_auths_counters(ct):
+    """The package with prometheus-node-exporter: after a first login that creates an account
+    and one refused for its short password, /metrics shows exactly those."""
+    if not ct.path("/usr/bin/chatmail-auth").exists():  # this test alone
+        _apt(ct, "install", "--no-install-recommends", ct.deb)
+        ct.path("/etc/chatmail/chatmail.ini").write_text(CONFIG)
+    _apt(ct, "install", "--no-install-recommends", NODE_EXPORTER)
+    textfiles = "/var/lib/prometheus/node-exporter"
+    ct.check(["chgrp", "vmail", textfiles])
+    ct.check(["chmod", "2775", textfiles])  # the services (vmail) create their files there
+    config = ct.path("/etc/chatmail/chatmail.ini")
+    original = config.read_text()
+    config.write_text(original.replace("[chatmail]\n", "[chatmail]\nmetrics_interval = 1\n", 1))
+    passdb = "chatmail_auth_passdb_lookups_total"
+    try:
+        ct.check(["systemctl", "restart", "chatmail-auth.service"])
+        for _ in range(100):
+            before = _scraped(ct)
+            if f'{passdb}{{result="found"}}' in before:
+                break
+            time.sleep(0.1)
+        socket = ct.path(AUTH_SOCKET)
+        address = f"{_local_part()}@{DOMAIN}"
+        reply = dict_exchange(
+            socket, [HELLO, f'Lshared/passdb/{secrets.token_hex(12)}"{address}\t{address}']
+        )
+        assert reply[0].startswith("O")
+        short = f"{_local_part()}@{DOMAIN}"
+        assert dict_exchange(socket, [HELLO, f'Lshared/passdb/x"{short}\t{short}']) == ["N"]
+        want = {
+            f'{passdb}{{result="found"}}': 1,
+            f'{passdb}{{result="not_found"}}': 1,
+            "chatmail_auth_accounts_created_total": 1,
+            'chatmail_auth_creations_refused_total{reason="invalid_password"}': 1,
+        }
+        for _ in range(100):
+            after = _scraped(ct)
+            moved = {
+                key: after[key] - before.get(key, 0)
+                for key in after
+                if after[key] != before.get(key, 0) and "_seconds" not in key
+            }
+            if moved == want:
+                break
+            time.sleep(0.2)
+        assert moved == want
+        assert (
+            after["chatmail_auth_lookup_seconds_count"]
+            - before.get("chatmail_auth_lookup_seconds_count", 0)
+            == 2
+        )
+        assert "@" not in ct.check(["sh", "-c", f"cat {textfiles}/chatmail-*.prom"])
+    finally:
+        config.write_text(original)
+        ct.check(["systemctl", "restart", "chatmail-auth.service"])
 
 
 # -- a drop-in from docs/admin.md --
