@@ -16,6 +16,7 @@ import pytest
 from harness.container import Container
 from harness.deltachat import deltachat_core_in, verify_and_chat
 from package import test_systemd
+from package.handback import assert_handed_back, hand_back_to_a_literal
 from package.test_systemd import DOMAIN, MAIL_STACK, _active, _apt, _with_package
 
 pytestmark = pytest.mark.package
@@ -253,6 +254,16 @@ def test_delta_chat_joins_from_new_and_chats(ct):
             assert ct.path(f"/var/lib/chatmail/mailboxes/{answer['email']}/password").exists()
         alice, bob = accounts
         verify_and_chat(alice, bob, "hello from a packaged relay")
+
+
+def test_remote_mail_is_handed_back_to_postfix_through_mxreturn(ct):
+    """mxsend under its real unit (vmail, SupplementaryGroups=postdrop, PrivateUsers=yes)
+    reaches Postfix's public/mxreturn (Debian's directory: 2710 postfix:postdrop, so only
+    group postdrop may enter): a message to an address literal is handed back, and Postfix's
+    smtp client tries the destination at once."""
+    public = ct.check(["stat", "-c", "%a %U %G", "/var/spool/postfix/public"]).split()
+    assert public == ["2710", "postfix", "postdrop"], public
+    assert_handed_back(hand_back_to_a_literal(ct, f"{secrets.token_hex(5)[:9]}@{DOMAIN}"))
 
 
 def test_a_second_run_changes_nothing(ct):

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from harness.deltachat import deltachat_core_in, verify_and_chat
 from harness.messages import wait_until
+from package.handback import assert_handed_back, hand_back_to_a_literal
 from package.test_systemd import (
     DOMAIN,
     MAILBOXES,
@@ -341,6 +342,12 @@ def test_cleartext_submission_gets_the_milters_523(relay, account):
     reply = relay.check(["python3", "-c", SUBMIT_CLEARTEXT, address, password, rcpt], timeout=120)
     assert reply.startswith("523 "), reply + relay.run("journalctl -b -n 50 -o cat").stdout
     assert "Encryption" in reply, reply
+
+
+def test_remote_mail_is_handed_back_to_postfix_through_mxreturn(relay):
+    """Debian 13's systemd and Postfix 3.10: mxsend (PrivateUsers=yes, group postdrop) hands
+    a message to an address literal to public/mxreturn; the smtp client tries it at once."""
+    assert_handed_back(hand_back_to_a_literal(relay, _address()))
 
 
 # -- Delta Chat --
