@@ -71,32 +71,63 @@ def _outcome(ct: Container, message_id: str) -> tuple[str, str, str] | None:
     return first, returned, log
 
 
-def hand_back_to_a_literal(ct: Container, address: str, timeout: float = 120) -> HandBack:
-    """Submit an encrypted message from `address` (a new account) to someone@[127.0.0.9] and
-    wait (bounded) until the smtp client has tried the handed-back copy; the lines of both
-    queue entries. Fails with the relevant log when the hand-back does not happen."""
+def submit_to_literal(ct: Container, address: str) -> str:
+    """Submit an encrypted message from `address` (a new account) to someone@[127.0.0.9];
+    its Message-ID."""
     rcpt = f"someone@[{DESTINATION}]"
     message_id = new_message_id(address.split("@", 1)[1])
     ct.path("/root/handback.eml").write_bytes(sample(ENCRYPTED, address, rcpt, message_id))
     password = secrets.token_urlsafe(16)
     argv = ["python3", "-c", SUBMIT, address, password, rcpt, "/root/handback.eml"]
     assert ct.check(argv, timeout=180).strip() == "sent"
-    outcome = wait_until(lambda: _outcome(ct, message_id), timeout=timeout, interval=1)
+    return message_id
+
+
+def _context(ct: Container) -> str:
     mxsend = ct.run(["journalctl", "-b", "--no-pager", "-o", "cat", "-u", "chatmail-mxsend"])
-    assert outcome, postfix_log(ct)[-6000:] + "\n" + mxsend.stdout[-3000:]
+    return postfix_log(ct)[-6000:] + "\n" + mxsend.stdout[-3000:]
+
+
+def wait_handed_back(ct: Container, message_id: str, timeout: float = 120) -> HandBack:
+    """Wait (bounded) until the smtp client has tried the handed-back copy of the message;
+    the lines of both queue entries. Fails with the relevant log when that does not happen."""
+    outcome = wait_until(lambda: _outcome(ct, message_id), timeout=timeout, interval=1)
+    assert outcome, _context(ct)
     first, returned, log = outcome
     return HandBack(first, returned, _lines_of(log, first) + _lines_of(log, returned))
 
 
-def assert_handed_back(result: HandBack) -> None:
-    """mxsend's LMTP reply for the first entry is the hand-back's 250 (no 451 of a failed
-    hand-back), mxreturn's smtpd queued the copy, and the smtp client (not mxsend again)
-    connected to the literal's port 25."""
+def hand_back_to_a_literal(ct: Container, address: str, timeout: float = 120) -> HandBack:
+    """`submit_to_literal`, then `wait_handed_back`."""
+    return wait_handed_back(ct, submit_to_literal(ct, address), timeout)
+
+
+def wait_deferred(ct: Container, message_id: str, timeout: float = 120) -> list[str]:
+    """Wait (bounded) until Postfix logs the message deferred by mxsend; the lines of its
+    queue entries (there is no second one: nothing was handed back)."""
+
+    def deferred() -> tuple[list[str], list[str]] | None:
+        log = postfix_log(ct)
+        ids = queue_ids_in(log, message_id)
+        lines = [line for qid in ids for line in _lines_of(log, qid)]
+        return (ids, lines) if any("status=deferred" in line for line in lines) else None
+
+    outcome = wait_until(deferred, timeout=timeout, interval=1)
+    assert outcome, _context(ct)
+    ids, lines = outcome
+    assert len(ids) == 1, lines
+    return lines
+
+
+def assert_handed_back(result: HandBack, deferred_before: bool = False) -> None:
+    """mxsend's LMTP reply for the first entry is the hand-back's 250 (and, unless it was
+    `deferred_before`, no 451 of a failed hand-back), mxreturn's smtpd queued the copy, and
+    the smtp client (not mxsend again) connected to the literal's port 25."""
     text = "\n".join(result.lines)
     first = [line for line in result.lines if f"]: {result.first}: " in line]
     returned = [line for line in result.lines if f"]: {result.returned}: " in line]
     assert any("postfix/mxsend/" in line and HANDED_BACK in line for line in first), text
-    assert not any(NOT_HANDED_BACK in line for line in first), text
+    assert deferred_before or not any(NOT_HANDED_BACK in line for line in first), text
     assert any(re.search(r"postfix/mxreturn/smtpd\[\d+\]: ", line) for line in returned), text
     smtp = [line for line in returned if "postfix/smtp[" in line and "status=" in line]
     assert smtp and all(f"relay={DESTINATION}[{DESTINATION}]:25" in line for line in smtp), text

@@ -16,7 +16,14 @@ import pytest
 from harness.container import Container
 from harness.deltachat import deltachat_core_in, verify_and_chat
 from package import test_systemd
-from package.handback import assert_handed_back, hand_back_to_a_literal
+from package.handback import (
+    NOT_HANDED_BACK,
+    assert_handed_back,
+    hand_back_to_a_literal,
+    submit_to_literal,
+    wait_deferred,
+    wait_handed_back,
+)
 from package.test_systemd import DOMAIN, MAIL_STACK, _active, _apt, _with_package
 
 pytestmark = pytest.mark.package
@@ -264,6 +271,27 @@ def test_remote_mail_is_handed_back_to_postfix_through_mxreturn(ct):
     public = ct.check(["stat", "-c", "%a %U %G", "/var/spool/postfix/public"]).split()
     assert public == ["2710", "postfix", "postdrop"], public
     assert_handed_back(hand_back_to_a_literal(ct, f"{secrets.token_hex(5)[:9]}@{DOMAIN}"))
+
+
+def test_without_group_postdrop_the_hand_back_is_a_451_and_the_mail_waits(ct):
+    """The group is what lets mxsend in: with SupplementaryGroups= reset by a drop-in
+    (docs/admin.md's way), mxsend cannot reach public/mxreturn and answers 451, the message
+    stays in Postfix's queue; with the unit as shipped again, a queue flush hands it back."""
+    dropin = ct.path("/etc/systemd/system/chatmail-mxsend.service.d/no-postdrop.conf")
+    dropin.parent.mkdir(parents=True, exist_ok=True)
+    dropin.write_text("[Service]\nSupplementaryGroups=\n")
+    try:
+        ct.check(["systemctl", "daemon-reload"])
+        ct.check(["systemctl", "stop", "chatmail-mxsend.service"])  # the socket starts it
+        message_id = submit_to_literal(ct, f"{secrets.token_hex(5)[:9]}@{DOMAIN}")
+        lines = wait_deferred(ct, message_id)
+        assert any("postfix/mxsend/" in line and NOT_HANDED_BACK in line for line in lines)
+    finally:
+        dropin.unlink()
+        ct.check(["systemctl", "daemon-reload"])
+        ct.check(["systemctl", "stop", "chatmail-mxsend.service"])
+    ct.check(["postqueue", "-f"])
+    assert_handed_back(wait_handed_back(ct, message_id), deferred_before=True)
 
 
 def test_a_second_run_changes_nothing(ct):
