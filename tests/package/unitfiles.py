@@ -11,9 +11,7 @@ from pathlib import Path
 from harness import REPO, VENV_BIN
 
 UNITS = REPO / "systemd-units"
-_OUR_BINARY = re.compile(
-    r"/usr/bin/(chatmail-(?:auth|milter|expire|metadata|web|mxdeliv|mxsend))\b"
-)
+_OUR_BINARY = re.compile(r"/usr/bin/(chatmail-[a-z-]+)\b")  # every one is a venv console script
 
 
 def companions(unit: str) -> list[str]:
